@@ -1,0 +1,88 @@
+"""``python -m data_prep``: phantom datasets and converters from real dataset layouts to MONAI datalists.
+
+Examples:
+    python -m data_prep phantom isic --out data/isic_raw --n 40
+    python -m data_prep isic --src data/isic_raw --out data/isic --max-size 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from data_prep.errors import DataPrepError
+
+# source name on the command line -> converter module
+CONVERTERS = {
+    "isic": "data_prep.isic",
+    "ham10000": "data_prep.ham10000",
+    "acdc": "data_prep.acdc",
+    "cardiac-png": "data_prep.cardiac_png",
+    "sunnybrook": "data_prep.sunnybrook",
+}
+# phantom kind -> generator module (each defines ``generate(out, n, seed)``)
+PHANTOMS = {
+    "isic": "data_prep.phantoms.isic",
+    "ham10000": "data_prep.phantoms.ham10000",
+    "acdc": "data_prep.phantoms.acdc",
+    "cardiac-png": "data_prep.phantoms.cardiac_png",
+    "sunnybrook": "data_prep.phantoms.sunnybrook",
+}
+DEFAULT_PHANTOM_N = {"isic": 40, "ham10000": 56, "acdc": 8, "cardiac-png": 60, "sunnybrook": 3}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ph = sub.add_parser("phantom", help="write a synthetic dataset in a real source's on-disk layout")
+    ph.add_argument("kind", choices=sorted(PHANTOMS))
+    ph.add_argument("--out", required=True, help="folder to create")
+    ph.add_argument("--n", type=int, default=None, help="number of images (patients for acdc and sunnybrook)")
+    ph.add_argument("--seed", type=int, default=0)
+
+    for source, module_name in CONVERTERS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(source, help=module.DESCRIPTION.split(".")[0])
+        p.add_argument("--src", required=True, help="the dataset's root folder (never modified)")
+        p.add_argument("--out", required=True, help="output folder for datalist.json, stats.json and derived files")
+        p.add_argument("--folds", type=int, default=3, help="cross-validation folds in the training split")
+        p.add_argument("--val-ratio", type=float, default=0.2, help="validation share when there is no official one")
+        p.add_argument("--test-ratio", type=float, default=0.1, help="testing share when there is no official one")
+        p.add_argument("--seed", type=int, default=0, help="seed of the splits")
+        p.add_argument("--max-size", type=int, default=None, help="shrink images whose long side is larger (px)")
+        p.add_argument("--workers", type=int, default=1, help="conversion processes")
+        p.add_argument("--skip-bad", action="store_true", help="leave bad cases out and list them in bad_cases.json")
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+        p.set_defaults(module=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "phantom":
+            from pathlib import Path
+
+            module = importlib.import_module(PHANTOMS[args.kind])
+            n = args.n if args.n is not None else DEFAULT_PHANTOM_N[args.kind]
+            module.generate(Path(args.out), n=n, seed=args.seed)
+            print(f"phantom {args.kind}: {n} written to {args.out}", file=sys.stderr)
+        else:
+            from data_prep.datalist import convert
+
+            convert(args.module, args)
+    except DataPrepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The ``medseg`` command line.
+
+Each subcommand lives in ``medseg/commands/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``;
+it is imported only when called, so ``medseg --help`` stays fast and a command's heavy imports (torch,
+MLflow) are paid only by that command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("medseg.commands.demo", "generate phantoms, convert them, train and predict: the whole path, on CPU"),
+    "evaluate": ("medseg.commands.evaluate", "score predicted masks against ground truth and write a report"),
+    "compare": ("medseg.commands.compare", "set MLflow runs side by side: table of params and metrics, curves"),
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    body = "\n".join(lines)
+    return f"usage: medseg COMMAND [options]\n\ncommands:\n{body}\n\n'medseg COMMAND --help' for options."
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from medseg import __version__
+
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"medseg: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"medseg {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

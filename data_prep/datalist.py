@@ -132,17 +132,19 @@ def _groups_by_stratum(cases: list[Case]) -> dict[str, list[tuple[str, int]]]:
 
 def _pick_groups(cases: list[Case], ratio: float, seed: int) -> set[str]:
     picked: set[str] = set()
+    carry = 0.0  # what earlier strata took less (or more) than their share: small strata round to zero otherwise
     for stratum, groups in sorted(_groups_by_stratum(cases).items()):
         rng = random.Random(f"{seed}:{stratum}")
         order = groups[:]
         rng.shuffle(order)
-        target = ratio * sum(n for _, n in groups)
+        target = ratio * sum(n for _, n in groups) + carry
         taken = 0
         for group, n in order:
             # take a group while it brings the count closer to the target
             if abs(taken + n - target) < abs(taken - target):
                 picked.add(group)
                 taken += n
+        carry = target - taken
     return picked
 
 

@@ -112,3 +112,49 @@ def resize_to_max(img: Image.Image, max_size: int | None, resample=Image.Resampl
     scale = max_size / max(img.size)
     new = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
     return img.resize(new, resample=resample)
+
+
+def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI file fully with nibabel.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+
+    Returns:
+        the voxel array (scaled by the header's slope and intercept when set) and the voxel sizes (pixdim).
+
+    Raises:
+        DataPrepError: the file is missing, truncated or not NIfTI.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataPrepError(path, "file not found", "check the path or the dataset layout")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)  # reads (and decompresses) everything now: a truncated file fails here
+        zooms = tuple(float(z) for z in img.header.get_zooms())
+    except Exception as exc:  # nibabel raises gzip, EOF, zlib and ImageFileError alike for a damaged file
+        raise DataPrepError(
+            path,
+            f"cannot be read as NIfTI ({type(exc).__name__}: {exc})",
+            "re-download or remove the file, or use --skip-bad",
+        ) from exc
+    return data, zooms
+
+
+def write_nifti_2d(array: np.ndarray, spacing: tuple[float, float], path: str | Path) -> None:
+    """Write a 2D array as NIfTI with ``spacing`` (mm along axis 0, axis 1) in the affine and pixdim.
+
+    Only the voxel data and the spacing are written: nothing else of a source header is carried over.
+    nibabel writes ``.nii.gz`` with gzip mtime 0 and no file name, so equal input gives equal bytes.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = nib.Nifti1Image(np.ascontiguousarray(array), np.diag([float(spacing[0]), float(spacing[1]), 1.0, 1.0]))
+    img.header.set_data_dtype(array.dtype)
+    img.header.set_xyzt_units("mm")
+    img.to_filename(str(path))

@@ -187,3 +187,10 @@ def test_empty_or_missing_source_folder(tmp_path):
         convert(FAKE, _options(tmp_path / "empty", tmp_path / "out"))
     with pytest.raises(DataPrepError, match="source folder not found"):
         convert(FAKE, _options(tmp_path / "nope", tmp_path / "out"))
+
+
+def test_small_strata_still_give_a_validation_split():
+    # five strata of two groups each: rounding every stratum on its own would give no validation case at all
+    cases = [Case(case_id=f"c{k}", group_id=f"g{k}", inputs={}, stratum=f"s{k // 2}") for k in range(10)]
+    split_of = assign_splits(cases, val_ratio=0.2, test_ratio=0.0, seed=0)
+    assert sum(s == "validation" for s in split_of.values()) == 2

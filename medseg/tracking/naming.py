@@ -1,0 +1,25 @@
+"""Experiment and run names.
+
+Every run gets a unique name (bundle, time, short id): MONAI's ``MLFlowHandler`` reuses the latest unfinished run
+with the same name, so a fixed or missing name would append to an earlier crashed run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "unnamed"
+
+
+def experiment_name(bundle_name: str, dataset_name: str | None = None) -> str:
+    """``<bundle>/<dataset>`` (or just the bundle when the dataset is unknown)."""
+    return f"{_slug(bundle_name)}/{_slug(dataset_name)}" if dataset_name else _slug(bundle_name)
+
+
+def run_name(bundle_name: str, kind: str = "train") -> str:
+    """``<bundle>-<kind>-<YYYYmmdd-HHMMSS>-<6 hex>``: unique, sortable, readable."""
+    return f"{_slug(bundle_name)}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,23 @@
+"""Reading the files medseg scores: label masks (PNG, NIfTI) matched to their case by file name."""
+
+from medseg.io.masks import (
+    GT_SUFFIXES,
+    MASK_EXTENSIONS,
+    PRED_SUFFIXES,
+    MaskError,
+    case_id_from_name,
+    check_label_values,
+    find_masks,
+    read_mask,
+)
+
+__all__ = [
+    "GT_SUFFIXES",
+    "MASK_EXTENSIONS",
+    "PRED_SUFFIXES",
+    "MaskError",
+    "case_id_from_name",
+    "check_label_values",
+    "find_masks",
+    "read_mask",
+]

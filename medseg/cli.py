@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("medseg.commands.demo", "generate phantoms, convert them, train and predict: the whole path, on CPU"),
     "evaluate": ("medseg.commands.evaluate", "score predicted masks against ground truth and write a report"),
     "compare": ("medseg.commands.compare", "set MLflow runs side by side: table of params and metrics, curves"),
+    "check-bundle": ("medseg.commands.check_bundle", "list what a bundle would import and run; verify its files"),
+    "predict": ("medseg.commands.predict", "segment PNG/JPG, NIfTI or DICOM images with a checked bundle"),
+    "package": ("medseg.commands.package", "package a trained bundle (folder + .zip) with a model card"),
 }
 
 

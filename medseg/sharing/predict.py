@@ -1,0 +1,293 @@
+"""``medseg predict``: segment a colleague's images with a shared bundle, after checking the bundle.
+
+Masks are written in each input's format and geometry (see :mod:`medseg.sharing.inputs`), with an optional
+overlay PNG per image and ``findings.csv``: per image (and per slice of a volume) the area of every structure in
+pixels, in mm^2 when the spacing is known, and for a volume the volume in mL. Everything is written into a
+staging folder that becomes ``--output`` only at the end, so a failed run leaves nothing half-written. An
+unreadable input among many is skipped and listed in ``skipped.csv``; the rest are processed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medseg.sharing.errors import SharingError
+
+FINDINGS_NAME = "findings.csv"
+SKIPPED_NAME = "skipped.csv"
+# label value -> overlay colour (RGB); background is not drawn
+PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240)]
+PROGRESS_MIN_FILES = 4
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict` wrote.
+
+    Attributes:
+        output: the output folder.
+        rows: the rows of ``findings.csv``.
+        skipped: ``(input, problem)`` for each input that could not be processed.
+    """
+
+    output: Path
+    rows: list[dict] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def prepare_output(output: str | Path, input_path: str | Path) -> tuple[Path, Path]:
+    """Check the output folder and create a staging folder beside it.
+
+    Args:
+        output: the ``--output`` folder: new or empty, not the input folder nor inside it.
+        input_path: the ``--input`` file or folder.
+
+    Returns:
+        (resolved output, staging folder).
+
+    Raises:
+        SharingError: the output is the input folder, inside it, not empty, or cannot be written.
+    """
+    output, input_path = Path(output).resolve(), Path(input_path).resolve()
+    input_folder = input_path if input_path.is_dir() else input_path.parent
+    if _is_within(output, input_folder):
+        raise SharingError(
+            output,
+            f"is inside the input folder {input_folder}; predict never writes among its inputs",
+            "choose an --output folder outside the input folder",
+        )
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise SharingError(output, "exists and is not an empty folder", "choose a new or empty --output folder")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    except OSError as exc:
+        raise SharingError(
+            output, f"cannot be written ({exc.strerror or exc})", "choose a folder you can write to"
+        ) from exc
+    return output, staging
+
+
+def _finish(staging: Path, output: Path) -> None:
+    if output.exists():
+        output.rmdir()  # empty, checked by prepare_output
+    os.replace(staging, output)
+
+
+def _overlay(rgb: Any, label_map: Any, path: Path) -> None:
+    """Blend the label colours over an (H, W, 3) uint8 image and save a PNG."""
+    import numpy as np
+    from PIL import Image
+
+    out = rgb.astype(np.float32)
+    for value in np.unique(label_map):
+        if value == 0:
+            continue
+        colour = np.array(PALETTE[int(value) % len(PALETTE)] if value < len(PALETTE) else (255, 255, 255))
+        where = label_map == value
+        out[where] = 0.55 * out[where] + 0.45 * colour
+    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
+
+
+def _grey_to_rgb(slice2d: Any) -> Any:
+    import numpy as np
+
+    lo, hi = np.percentile(slice2d, [0.5, 99.5]) if slice2d.size else (0, 1)
+    scaled = ((slice2d - lo) / (hi - lo if hi > lo else 1.0)).clip(0, 1) * 255
+    return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _areas(label_map: Any, labels: dict[int, str], pixel_mm2: float | None) -> dict[str, Any]:
+    import numpy as np
+
+    row: dict[str, Any] = {}
+    for value, name in labels.items():
+        if value == 0:
+            continue
+        count = int(np.count_nonzero(label_map == value))
+        row[f"{name}_area_px"] = count
+        row[f"{name}_area_mm2"] = round(count * pixel_mm2, 3) if pixel_mm2 else ""
+    return row
+
+
+def _segment_image(bundle, case, staging: Path, overlay: bool) -> list[dict]:
+    import numpy as np
+    from PIL import Image
+
+    from medseg.sharing.inputs import write_png_mask
+
+    path = case.files[0]
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            rgb = np.asarray(img.convert("RGB")) if overlay else None
+    except Exception as exc:  # PIL raises several types for a bad file
+        raise SharingError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})", "check the file") from exc
+    label_map = bundle.segment({"image": str(path)}, str(path))
+    if label_map.shape != (width, height):
+        raise SharingError(path, f"the mask came out {label_map.shape[::-1]} instead of {(height, width)}")
+    mask_path = staging / f"{case.name}_mask.png"
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    write_png_mask(label_map, mask_path, binary=max(bundle.labels) == 1)
+    if overlay:
+        _overlay(rgb, label_map.T, staging / f"{case.name}_overlay.png")
+    row = {
+        "input": str(path),
+        "slice": "",
+        "mask": mask_path.relative_to(staging).as_posix(),
+        "height": height,
+        "width": width,
+        "spacing_mm": "",
+    }
+    return [row | _areas(label_map, bundle.labels, None)]
+
+
+def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
+    import numpy as np
+
+    from medseg.sharing.inputs import read_dicom_series, read_nifti, slice_item, write_nifti_mask
+
+    volume = read_nifti(case.files[0]) if case.kind == "nifti" else read_dicom_series(case.files)
+    depth = volume.array.shape[-1]
+    label_map = np.zeros(volume.array.shape, dtype=np.uint8)
+    for k in range(depth):
+        label_map[..., k] = bundle.segment(slice_item(volume, k, case.source), case.source)
+    mask_path = staging / f"{case.name}_mask.nii.gz"
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    write_nifti_mask(label_map, volume, mask_path)
+    spacing = volume.spacing
+    pixel_mm2 = spacing[0] * spacing[1] if spacing else None
+    base = {
+        "input": case.source,
+        "mask": mask_path.relative_to(staging).as_posix(),
+        "height": volume.array.shape[1],
+        "width": volume.array.shape[0],
+        "spacing_mm": "x".join(f"{s:g}" for s in spacing if s > 0) if spacing else "",
+    }
+    rows = []
+    for k in range(depth):
+        rows.append(
+            base
+            | {"slice": k if depth > 1 or not volume.squeeze else ""}
+            | _areas(label_map[..., k], bundle.labels, pixel_mm2)
+        )
+        if overlay:
+            suffix = f"_s{k:03d}" if depth > 1 else ""
+            image = _grey_to_rgb(volume.array[..., k].T)
+            _overlay(image, label_map[..., k].T, staging / f"{case.name}{suffix}_overlay.png")
+    if depth > 1:
+        total = base | {"slice": "all"} | _areas(label_map, bundle.labels, pixel_mm2)
+        if spacing and spacing[2] > 0:
+            voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+            for value, name in bundle.labels.items():
+                if value:
+                    total[f"{name}_volume_ml"] = round(int(np.count_nonzero(label_map == value)) * voxel_ml, 3)
+        total["notes"] = "; ".join(volume.notes)
+        rows.append(total)
+    return rows
+
+
+def _write_csv(rows: list[dict], path: Path, labels: dict[int, str]) -> None:
+    columns = ["input", "slice", "mask", "height", "width", "spacing_mm"]
+    for value, name in labels.items():
+        if value:
+            columns += [f"{name}_area_px", f"{name}_area_mm2", f"{name}_volume_ml"]
+    columns.append("notes")
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def predict(
+    bundle: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    overlay: bool = False,
+    device: str = "cpu",
+    trust: bool = False,
+    schema: str | Path | None = None,
+) -> PredictResult:
+    """Check a bundle, segment every input and write masks, overlays and ``findings.csv``.
+
+    Args:
+        bundle: a bundle folder or ``.zip``.
+        input_path: an image, NIfTI file, DICOM series folder, or a folder of them.
+        output: a new or empty folder outside the input folder.
+        overlay: also write an overlay PNG per image (per slice for volumes).
+        device: ``cpu`` or ``cuda``.
+        trust: run a bundle that fails :func:`medseg.sharing.check.check_bundle` anyway.
+        schema: the metadata schema for the check (defaults as in ``check_bundle``).
+
+    Returns:
+        what was written and skipped.
+
+    Raises:
+        SharingError: a bad bundle (failed check without ``trust``), output folder, or input path; or every
+            input failed.
+    """
+    from tqdm import tqdm
+
+    from medseg.sharing.archive import open_bundle
+    from medseg.sharing.check import check_bundle
+    from medseg.sharing.inference import load_inference_bundle
+    from medseg.sharing.inputs import discover
+
+    cases = discover(input_path)
+    output, staging = prepare_output(output, input_path)
+    try:
+        with open_bundle(bundle) as folder:
+            report = check_bundle(folder, schema=schema)
+            if not report.passed:
+                problems = "\n  ".join(report.problems())
+                if not trust:
+                    raise SharingError(
+                        bundle,
+                        f"failed the safety check:\n  {problems}\n",
+                        "run 'medseg check-bundle' to see everything it would run; "
+                        "pass --trust only if you trust its sender",
+                    )
+                print(
+                    f"warning: {bundle} failed the safety check; running it because of --trust:\n  {problems}",
+                    file=sys.stderr,
+                )
+            loaded = load_inference_bundle(folder, device=device)
+            result = PredictResult(output=output)
+            n_files = sum(len(c.files) for c in cases)
+            bar = tqdm(cases, desc="segmenting", unit="input", disable=n_files < PROGRESS_MIN_FILES, file=sys.stderr)
+            for case in bar:
+                try:
+                    if case.kind == "image":
+                        result.rows += _segment_image(loaded, case, staging, overlay)
+                    else:
+                        result.rows += _segment_volume(loaded, case, staging, overlay)
+                except SharingError as exc:
+                    result.skipped.append((case.source, str(exc)))
+                except Exception as exc:  # one bad file must not stop the others; it is reported
+                    result.skipped.append((case.source, f"{case.source}: {type(exc).__name__}: {exc}"))
+            bar.close()
+        if not result.rows:
+            details = "\n  ".join(problem for _, problem in result.skipped)
+            raise SharingError(input_path, f"no input could be segmented:\n  {details}\n", "see the problems above")
+        _write_csv(result.rows, staging / FINDINGS_NAME, loaded.labels)
+        if result.skipped:
+            with open(staging / SKIPPED_NAME, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["input", "problem"])
+                writer.writerows(result.skipped)
+        _finish(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result

@@ -183,9 +183,14 @@ def _convert_one(module_name: str, out: Path, options: Any, case: Case):
         return None, None, {"case_id": case.case_id, "file": case.first_input, "problem": problem, "fix": ""}
 
 
+@functools.lru_cache(maxsize=8)
+def _resolved(folder: str) -> Path:
+    return Path(folder).resolve()
+
+
 def _display_path(path: str, options: Any) -> str:
     try:
-        return str(Path(path).resolve().relative_to(Path(options.src).resolve()))
+        return str(Path(path).resolve().relative_to(_resolved(str(options.src))))
     except ValueError:
         return str(path)
 

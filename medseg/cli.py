@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-bundle": ("medseg.commands.check_bundle", "list what a bundle would import and run; verify its files"),
     "predict": ("medseg.commands.predict", "segment PNG/JPG, NIfTI or DICOM images with a checked bundle"),
     "package": ("medseg.commands.package", "package a trained bundle (folder + .zip) with a model card"),
+    "lr-find": ("medseg.commands.lr_find", "learning-rate range test: plot, suggested lr, logged to MLflow"),
+    "progressive": ("medseg.commands.progressive", "train at growing sizes, each from the last stage's best"),
+    "kfold": ("medseg.commands.kfold", "k-fold training, then best single model vs mean ensemble on the test split"),
+    "sweep": ("medseg.commands.sweep", "grid of training runs as child MLflow runs, then the compare table"),
 }
 
 

@@ -1,0 +1,27 @@
+"""Helpers that bundle configs call (``$medseg.bundle.load_datalist(...)``), with errors a user can act on.
+
+Everything here ends a run with :class:`BundleInputError` (message only, exit status 1) on bad input.
+"""
+
+from medseg.bundle.checkpoint import StateDictWithout, load_checkpoint_into
+from medseg.bundle.datalist import list_images, load_datalist, output_extension
+from medseg.bundle.dataset import CheckedCacheDataset
+from medseg.bundle.errors import BundleInputError, InputCheckError, find_input_error
+from medseg.bundle.paths import bundle_root
+from medseg.bundle.sizes import check_spatial_size
+from medseg.bundle.weights import class_weights_from_stats
+
+__all__ = [
+    "BundleInputError",
+    "CheckedCacheDataset",
+    "StateDictWithout",
+    "InputCheckError",
+    "bundle_root",
+    "check_spatial_size",
+    "class_weights_from_stats",
+    "find_input_error",
+    "list_images",
+    "load_checkpoint_into",
+    "load_datalist",
+    "output_extension",
+]

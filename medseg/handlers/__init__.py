@@ -1,0 +1,10 @@
+"""Ignite handlers that bundle configs use by ``_target_``.
+
+Modules are imported on use (``medseg.handlers.metrics``, ``medseg.handlers.report`` and
+``medseg.handlers.tracking`` import heavier libraries); the two handlers every bundle uses are exported here.
+"""
+
+from medseg.handlers.checkpoint import BundleCheckpointLoader
+from medseg.handlers.input_errors import InputErrorHandler
+
+__all__ = ["BundleCheckpointLoader", "InputErrorHandler"]

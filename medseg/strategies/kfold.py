@@ -1,0 +1,183 @@
+"""k-fold cross-validation and fold ensembles.
+
+Fold ``k`` trains on the datalist's training items whose ``fold`` is not ``k`` and validates on those whose ``fold`` is
+``k`` (see ``data_prep/datalist.py``: training items carry ``fold`` 0..K-1). :func:`write_fold_datalist` writes that
+split as a datalist of its own (absolute paths), which the bundle reads through ``--datalist``.
+
+:func:`evaluate_models` scores models on the test split with MONAI's engines: each model alone
+(``SupervisedEvaluator``) and their mean ensemble (``EnsembleEvaluator`` + ``MeanEnsembled`` over the softmax
+probabilities), with the same post-processing and mean Dice (background excluded), so the numbers sit side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medseg.strategies.errors import StrategyError
+
+TEST_METRIC = "mean_dice"
+
+
+def _read(datalist: str | Path) -> dict:
+    from medseg.data import DatalistError, read_datalist
+
+    try:
+        return read_datalist(Path(datalist))
+    except DatalistError as error:
+        raise StrategyError(str(error)) from None
+
+
+def datalist_folds(datalist: str | Path) -> list[int]:
+    """The folds of the training items (``fold`` >= 0), sorted."""
+    return sorted({int(i["fold"]) for i in _read(datalist).get("training", []) if int(i.get("fold", -1)) >= 0})
+
+
+def check_folds(datalist: str | Path, folds: Sequence[int] | None = None) -> list[int]:
+    """The folds to train: ``folds`` checked against the datalist, or all of its folds.
+
+    Raises:
+        StrategyError: the datalist has fewer than two folds, or lacks a requested one.
+    """
+    available = datalist_folds(datalist)
+    if len(available) < 2:
+        raise StrategyError(
+            f"{datalist}: its training items have {len(available)} fold(s) ({available}); k-fold needs at least two: "
+            "convert the data with python -m data_prep ... --folds 3"
+        )
+    if not folds:
+        return available
+    unknown = sorted({int(f) for f in folds} - set(available))
+    if unknown:
+        raise StrategyError(f"{datalist}: has no fold {unknown} (its folds: {available}); choose --folds among them")
+    return sorted({int(f) for f in folds})
+
+
+def _absolute(item: dict, base: Path) -> dict:
+    new = dict(item)
+    for key in ("image", "label"):
+        if isinstance(new.get(key), str) and not Path(new[key]).is_absolute():
+            new[key] = str((base / new[key]).resolve())
+    return new
+
+
+def split_items(datalist: str | Path, section: str) -> list[dict]:
+    """A section's items with absolute paths (empty list when absent)."""
+    base = Path(datalist).resolve().parent
+    return [_absolute(i, base) for i in _read(datalist).get(section, [])]
+
+
+def write_fold_datalist(datalist: str | Path, fold: int, out: str | Path) -> Path:
+    """Write the datalist of fold ``fold``: training = other folds, validation = this fold, testing unchanged.
+
+    Args:
+        datalist: the data_prep datalist.
+        fold: the held-out fold.
+        out: the file to write.
+
+    Returns:
+        ``out``.
+    """
+    data = _read(datalist)
+    base = Path(datalist).resolve().parent
+    training = [_absolute(i, base) for i in data.get("training", [])]
+    fold_data = dict(data)
+    fold_data["training"] = [i for i in training if int(i.get("fold", -1)) != fold]
+    fold_data["validation"] = [i for i in training if int(i.get("fold", -1)) == fold]
+    fold_data["testing"] = [_absolute(i, base) for i in data.get("testing", [])]
+    fold_data["description"] = f"{data.get('description', '')} [fold {fold} held out for validation]".strip()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(fold_data, indent=1))
+    return out
+
+
+def _postprocessing(pred_keys: list[str], num_classes: int, ensemble: bool) -> Any:
+    from monai.transforms import Activationsd, AsDiscreted, Compose, MeanEnsembled
+
+    binary = num_classes == 1
+    steps: list[Any] = [Activationsd(keys=pred_keys, softmax=not binary, sigmoid=binary)]
+    if ensemble:
+        steps.append(MeanEnsembled(keys=pred_keys, output_key="pred"))
+    if binary:
+        steps.append(AsDiscreted(keys="pred", threshold=0.5))
+    else:
+        steps.append(AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=num_classes))
+    return Compose(steps)
+
+
+def _networks(parser: Any, checkpoints: dict[str, Path], bundle: str) -> dict[str, Any]:
+    from medseg.bundle import BundleInputError, load_checkpoint_into
+
+    device = parser.get_parsed_content("device")
+    networks = {}
+    for name, path in checkpoints.items():
+        network = parser.get_parsed_content("network_def", lazy=False)
+        try:
+            networks[name] = load_checkpoint_into(network, path, bundle).to(device).eval()
+        except BundleInputError as error:
+            raise StrategyError(str(error)) from None
+    return networks
+
+
+def evaluate_models(
+    parser: Any, checkpoints: dict[str, Path], items: list[dict], bundle: str = "", ensemble: bool = True
+) -> dict[str, float]:
+    """Mean Dice of each model, and of their mean ensemble, on ``items``.
+
+    Args:
+        parser: the bundle's ``ConfigParser`` (``network_def``, ``device``, ``validate#preprocessing``,
+            ``validate#inferer`` are used).
+        checkpoints: model name -> checkpoint.
+        items: the evaluation items (absolute paths, with labels).
+        bundle: the bundle's name, for messages.
+        ensemble: also score the mean ensemble (key ``ensemble``).
+
+    Returns:
+        model name -> mean Dice, plus ``ensemble``.
+    """
+    from monai.data import DataLoader, Dataset
+    from monai.engines import EnsembleEvaluator, SupervisedEvaluator
+    from monai.handlers import MeanDice, from_engine
+
+    if not items:
+        raise StrategyError("no items to evaluate on")
+    device = parser.get_parsed_content("device")
+    networks = _networks(parser, checkpoints, bundle)
+    num_classes = int(parser.get_parsed_content("network_def#out_channels"))
+    loader = DataLoader(Dataset(items, parser.get_parsed_content("validate#preprocessing")), batch_size=1)
+    inferer = parser.get_parsed_content("validate#inferer") if "validate#inferer" in parser else None
+
+    def metric() -> dict:
+        return {
+            TEST_METRIC: MeanDice(include_background=num_classes == 1, output_transform=from_engine(["pred", "label"]))
+        }
+
+    scores: dict[str, float] = {}
+    for name, network in networks.items():
+        evaluator = SupervisedEvaluator(
+            device=device,
+            val_data_loader=loader,
+            network=network,
+            inferer=inferer,
+            postprocessing=_postprocessing(["pred"], num_classes, False),
+            key_val_metric=metric(),
+        )
+        evaluator.run()
+        scores[name] = float(evaluator.state.metrics[TEST_METRIC])
+    if ensemble and len(networks) > 1:
+        pred_keys = [f"pred_{name}" for name in networks]
+        evaluator = EnsembleEvaluator(
+            device=device,
+            val_data_loader=loader,
+            networks=list(networks.values()),
+            pred_keys=pred_keys,
+            inferer=inferer,
+            postprocessing=_postprocessing(pred_keys, num_classes, True),
+            key_val_metric=metric(),
+        )
+        evaluator.run()
+        scores["ensemble"] = float(evaluator.state.metrics[TEST_METRIC])
+    return scores

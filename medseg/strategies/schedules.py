@@ -1,0 +1,88 @@
+"""Learning-rate schedules as override files: one handler steps the bundle's ``lr_scheduler`` per iteration or
+per epoch, replacing the bundle's own ``LrScheduleHandler``.
+
+The override files (``bundles/strategies/onecycle.json``, ``cosine_epoch.json``, ``step_drop.json``) replace the
+``lr_scheduler`` id with a torch scheduler and append :class:`ScheduleHandler` to ``train#handlers``. The bundle's
+own ``LrScheduleHandler`` then refers to the new scheduler too and would step it a second time (once per epoch),
+so this handler detaches every other ``LrScheduleHandler`` of the trainer when it is attached. A bundle without any
+scheduler works the same way.
+
+The learning rate of every iteration is logged to the bundle's MLflow run as ``lr_step`` (step = iteration), beside
+the ``lr`` per epoch that :class:`medseg.handlers.tracking.MLflowTracking` records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from monai.handlers import LrScheduleHandler
+
+logger = logging.getLogger(__name__)
+STEP_METRIC = "lr_step"
+
+
+def _owner(func: Any) -> Any:
+    return getattr(func, "__self__", func)
+
+
+class ScheduleHandler(LrScheduleHandler):
+    """MONAI's ``LrScheduleHandler`` that takes over scheduling from the trainer's other ``LrScheduleHandler``\\ s
+    and logs the learning rate of every iteration to MLflow.
+
+    Args:
+        lr_scheduler: the torch scheduler (the config's ``@lr_scheduler``).
+        epoch_level: step once per epoch (``MultiStepLR``) rather than per iteration (``OneCycleLR``, cosine).
+        log_steps: log ``lr_step`` to the MLflow run of the trainer's MLflow handler, if it has one.
+        kwargs: passed on to ``LrScheduleHandler``.
+    """
+
+    def __init__(self, lr_scheduler: Any, epoch_level: bool = False, log_steps: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("print_lr", False)
+        super().__init__(lr_scheduler, epoch_level=epoch_level, **kwargs)
+        self.log_steps = log_steps
+        self.pending: list[tuple[int, float]] = []
+
+    def attach(self, engine: Any) -> None:
+        """Detach the trainer's other ``LrScheduleHandler``\\ s, then step ``lr_scheduler`` on this engine."""
+        from ignite.engine import Events
+
+        for event, entries in list(engine._event_handlers.items()):
+            for func, *_ in list(entries):
+                owner = _owner(func)
+                if isinstance(owner, LrScheduleHandler) and owner is not self:
+                    engine.remove_event_handler(func, event)
+                    logger.info("%s replaces the bundle's LrScheduleHandler", type(self.lr_scheduler).__name__)
+        super().attach(engine)
+        if self.log_steps:
+            engine.add_event_handler(Events.ITERATION_STARTED, self._record)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self._flush)
+            engine.add_event_handler(Events.COMPLETED, self._flush)
+
+    def _record(self, engine: Any) -> None:
+        optimizer = self.lr_scheduler.optimizer
+        self.pending.append((engine.state.iteration, float(optimizer.param_groups[-1]["lr"])))
+
+    def _flush(self, engine: Any) -> None:
+        """Send the recorded learning rates to the MLflow run the trainer's MLflow handler has open."""
+        from monai.handlers import MLFlowHandler
+
+        pending, self.pending = self.pending, []
+        handlers = [
+            _owner(f)
+            for entries in engine._event_handlers.values()
+            for f, *_ in entries
+            if isinstance(_owner(f), MLFlowHandler) and getattr(_owner(f), "cur_run", None) is not None
+        ]
+        if not pending or not handlers:
+            return
+        import mlflow
+
+        handler, stamp = handlers[0], int(time.time() * 1000)
+        metrics = [mlflow.entities.Metric(STEP_METRIC, lr, stamp, step) for step, lr in pending]
+        try:
+            for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+                handler.client.log_batch(handler.cur_run.info.run_id, metrics=metrics[start : start + 1000])
+        except Exception as error:  # tracking never stops training
+            logger.warning("MLflow: %s not logged (%s)", STEP_METRIC, error)

@@ -1,0 +1,165 @@
+"""Every bundle, the model zoo's way: properties, metadata, train, evaluate, infer, verify and export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR, SCHEMA, TINY, config_files, make_workflow, run_workflow
+
+BUNDLES = sorted(BUNDLE_DATA)
+FILES = ["configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json",
+         "configs/multi_gpu_train.json", "configs/logging.conf", "docs/README.md", "docs/data_license.txt", "LICENSE"]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_layout_and_metadata(bundle):
+    from monai.bundle import verify_metadata
+
+    for name in FILES:
+        assert (BUNDLES_DIR / bundle / name).is_file(), f"{bundle} lacks {name}"
+    # the schema file exists, so verify_metadata reads it instead of downloading
+    verify_metadata(meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_metadata_verification_rejects_missing_channel_def(tmp_path):
+    from monai.bundle import verify_metadata
+
+    meta = json.loads((BUNDLES_DIR / "isic_unet" / "configs" / "metadata.json").read_text())
+    del meta["network_data_format"]["inputs"]["image"]["channel_def"]
+    bad = tmp_path / "metadata.json"
+    bad.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="channel_def"):
+        verify_metadata(meta_file=str(bad), filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_check_properties(bundle, phantom_data, tmp_path):
+    data = phantom_data(BUNDLE_DATA[bundle])
+    from monai.bundle import ConfigWorkflow
+
+    for names, kind in ((("train",), "train"), (("inference",), "infer")):
+        files = config_files(bundle, *names)
+        folder = data if kind == "train" else data / "images"  # inference reads a folder of images
+        workflow = ConfigWorkflow(config_file=files if len(files) > 1 else files[0], workflow_type=kind,
+                                  meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"),
+                                  dataset_dir=str(folder), output_dir=str(tmp_path), **TINY)
+        workflow.initialize()
+        assert not workflow.check_properties(), f"{bundle} {names}: missing optional properties"
+
+
+def _compare_torchscript(bundle, ckpt, tmp_path, size):
+    """ckpt_export writes a TorchScript model that gives the eager model's output."""
+    from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
+
+    meta = str(BUNDLES_DIR / bundle / "configs" / "metadata.json")
+    infer = config_files(bundle, "inference")[0]
+    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=infer)
+    exported = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(exported), ckpt_file=str(ckpt), meta_file=meta, config_file=infer)
+    parser = ConfigParser()
+    parser.read_config(infer)
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    net.eval()
+    scripted = torch.jit.load(str(exported), map_location="cpu")
+    x = torch.rand(1, parser["in_channels"], *size)
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(x).numpy(), net(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_train_evaluate_infer_export(bundle, phantom_data, tmp_path):
+    data = phantom_data(BUNDLE_DATA[bundle])
+    models, evals, preds = tmp_path / "models", tmp_path / "eval", tmp_path / "pred"
+
+    # train: best-by-key-metric and last-epoch checkpoints
+    run_workflow(bundle, ("train",), dataset_dir=str(data), output_dir=str(models), **TINY)
+    assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
+
+    # evaluate (an override over train): metrics file with the key metric
+    run_workflow(bundle, ("train", "evaluate"), "infer", dataset_dir=str(data), output_dir=str(evals),
+                 ckpt_path=str(models / "model.pt"), spatial_size=TINY["spatial_size"], num_workers=0)
+    metrics = dict(line.split(",") for line in (evals / "metrics.csv").read_text().split())
+    assert 0.0 <= float(metrics["val_mean_dice"]) <= 1.0 and "val_loss" in metrics
+
+    # inference on a folder of images: one mask per image, at the image's own size and geometry
+    from monai.transforms import LoadImage
+
+    from tests.bundles.conftest import testing_images
+
+    images = testing_images(data, tmp_path / "images")
+    run_workflow(bundle, ("inference",), "infer", dataset_dir=str(tmp_path / "images"), output_dir=str(preds),
+                 ckpt_path=str(models / "model.pt"), spatial_size=TINY["spatial_size"])
+    loader = LoadImage(image_only=True)
+    for image in images:
+        stem = image.name.split(".")[0]
+        nifti = image.name.endswith(".nii.gz")
+        mask_path = preds / f"{stem}_seg{'.nii.gz' if nifti else '.png'}"
+        assert mask_path.is_file(), f"no mask for {image.name}: {sorted(p.name for p in preds.iterdir())}"
+        img, mask = loader(image), loader(mask_path)
+        assert tuple(mask.shape[:2]) == tuple(img.shape[:2])
+        values = set(np.unique(mask.numpy()).astype(int).tolist())
+        if bundle.startswith("isic"):
+            assert values <= {0, 255}  # binary masks are written 0/255, like ISIC's own
+        else:
+            assert values <= set(range(8 if bundle.startswith("ham") else 4))
+        if nifti:
+            import nibabel as nib
+
+            assert nib.load(mask_path).get_data_dtype() == np.uint8
+            np.testing.assert_allclose(nib.load(mask_path).affine, nib.load(image).affine, atol=1e-4)
+        else:
+            from PIL import Image
+
+            assert Image.open(mask_path).mode == "L"
+
+    _compare_torchscript(bundle, models / "model.pt", tmp_path, TINY["spatial_size"])
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_a_run_that_does_not_improve(phantom_data, tmp_path):
+    # lr 0 and a min_delta no loss can beat: validation loss never improves, so patience 1 stops at epoch 2
+    overrides = {**TINY, "max_epochs": 5, "learning_rate": 0.0, "early_stop_patience": 1,
+                 "validate#early_stop#min_delta": 10.0}
+    workflow = run_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                            output_dir=str(tmp_path), **overrides)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2 < trainer.state.max_epochs
+
+
+def test_class_weights_from_stats(phantom_data):
+    from medseg.bundle import class_weights_from_stats
+
+    data = phantom_data("cardiac-png")
+    weights = class_weights_from_stats(data / "stats.json", 4)
+    fractions = json.loads((data / "stats.json").read_text())["class_frequency"]["training"]["fraction"]
+    assert len(weights) == 4 and abs(sum(weights) / 4 - 1.0) < 1e-6
+    rarest = min(range(4), key=lambda c: fractions.get(str(c), 0) or 1)
+    assert weights[rarest] == max(weights) and weights[0] == min(weights)  # background is the most common
+    # and the loss takes them from the config
+    workflow = make_workflow("cardiac_unet", ("train",), dataset_dir=str(data), output_dir="/tmp/unused",
+                             class_weights="$medseg.bundle.class_weights_from_stats(@dataset_dir + '/stats.json', 4)",
+                             **TINY)
+    loss = workflow.parser.get_parsed_content("loss")
+    assert torch.allclose(loss.dice.class_weight.flatten().cpu(), torch.tensor(weights), atol=1e-6)
+
+
+@pytest.mark.parametrize(("bundle", "architecture"), [("isic_flexunet_resnet34", "resnet34"),
+                                                       ("isic_flexunet_mobilenetv2", "mobilenet_v2")])
+def test_encoder_weights_load_from_a_local_file(bundle, architecture, phantom_data, tmp_path):
+    import torchvision
+
+    reference = getattr(torchvision.models, architecture)(weights=None)
+    path = tmp_path / f"{architecture}.pth"
+    torch.save(reference.state_dict(), path)
+    workflow = make_workflow(bundle, ("train",), dataset_dir=str(phantom_data("isic")), output_dir=str(tmp_path),
+                             encoder_weights=str(path), **TINY)
+    encoder = workflow.parser.get_parsed_content("network").encoder.state_dict()
+    first_conv = "features.0.0.weight" if architecture == "mobilenet_v2" else "conv1.weight"
+    loaded = next(v for k, v in encoder.items() if k.endswith(first_conv))
+    assert torch.equal(loaded.cpu(), reference.state_dict()[first_conv])

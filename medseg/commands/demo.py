@@ -72,6 +72,11 @@ def _workflow(bundle: str, names: tuple[str, ...], workflow_type: str, **overrid
     return workflow
 
 
+def tracking_uri(out: Path) -> str:
+    """The demo keeps its MLflow runs beside its other output, so it never mixes with a user's own store."""
+    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+
+
 def run_bundle(bundle: str, dataset: Path, out: Path, overrides: dict) -> dict:
     """Train, evaluate and predict with one bundle; returns where things are and the Dice reached."""
     from ignite.engine import Events
@@ -80,7 +85,8 @@ def run_bundle(bundle: str, dataset: Path, out: Path, overrides: dict) -> dict:
     images = out / "inference_input" / bundle
     for folder in (models, evals, preds, images):
         shutil.rmtree(folder, ignore_errors=True)
-    common = {"dataset_dir": str(dataset), "num_workers": 0, "spatial_size": overrides["spatial_size"]}
+    common = {"dataset_dir": str(dataset), "num_workers": 0, "spatial_size": overrides["spatial_size"],
+              "tracking_uri": tracking_uri(out)}
 
     train = _workflow(bundle, ("train",), "train", output_dir=str(models), **{**common, **overrides})
     dice: list[float] = []
@@ -118,9 +124,6 @@ def run(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{len(datalist[s])} {s}" for s in ("training", "validation", "testing"))
         print(f"{kind:12s} {folder / 'datalist.json'}: labels {datalist['labels']}; {counts}")
 
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {}
     for bundle, (kind, overrides) in DEMO_BUNDLES.items():
         overrides = dict(overrides)
@@ -136,5 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    checkpoint  {r['checkpoint']}")
         print(f"    metrics     {r['metrics']}")
         print(f"    masks       {r['masks']}/")
+    print(f"  MLflow runs: mlflow ui --backend-store-uri {tracking_uri(out)}   or   "
+          f"medseg compare --tracking-uri {tracking_uri(out)} --experiment isic_unet/isic")
     print(f"demo finished in {time.perf_counter() - started:.0f}s; everything is under {out}")
     return 0

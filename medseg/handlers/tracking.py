@@ -38,6 +38,8 @@ import torch
 from monai.handlers import MLFlowHandler
 from monai.utils import CommonKeys
 
+from medseg.handlers.engine_handlers import attached_handlers as _attached
+from medseg.handlers.engine_handlers import handler_owner as _owner
 from medseg.tracking import bundle as bundle_info
 from medseg.tracking import naming, plots, store
 
@@ -49,23 +51,6 @@ TRAIN_LOSS, VAL_LOSS, LEARNING_RATE, EPOCH_TIME = "train_loss", "val_loss", "lr"
 def _metric_name(name: str) -> str:
     """MLflow metric names allow letters, digits and ``_-./ :``; anything else becomes ``_``."""
     return re.sub(r"[^A-Za-z0-9_\-./ :]", "_", str(name))
-
-
-def _owner(func: Any) -> Any:
-    """The object an ignite event handler belongs to (bound method -> instance, callable object -> itself)."""
-    return getattr(func, "__self__", func)
-
-
-def _attached(engine: Any) -> list[Any]:
-    """Every distinct handler object attached to an ignite engine (ignite keeps no public list of them)."""
-    found, seen = [], set()
-    for entries in list(getattr(engine, "_event_handlers", {}).values()):
-        for func, *_ in entries:
-            owner = _owner(func)
-            if id(owner) not in seen:
-                seen.add(id(owner))
-                found.append(owner)
-    return found
 
 
 def _plain(value: Any) -> float | None:

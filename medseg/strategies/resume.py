@@ -18,26 +18,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medseg.handlers.engine_handlers import attached_handlers as _attached
 from medseg.strategies.errors import StrategyError
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
 META_KEY = "medseg"
-
-
-def _owner(func: Any) -> Any:
-    return getattr(func, "__self__", func)
-
-
-def _attached(engine: Any) -> list[Any]:
-    found, seen = [], set()
-    for entries in list(getattr(engine, "_event_handlers", {}).values()):
-        for func, *_ in entries:
-            owner = _owner(func)
-            if id(owner) not in seen:
-                seen.add(id(owner))
-                found.append(owner)
-    return found
 
 
 def _as_resume(value: Any) -> bool | Path:

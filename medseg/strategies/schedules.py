@@ -19,12 +19,11 @@ from typing import Any
 
 from monai.handlers import LrScheduleHandler
 
+from medseg.handlers.engine_handlers import attached_handlers
+from medseg.handlers.engine_handlers import handler_owner as _owner
+
 logger = logging.getLogger(__name__)
 STEP_METRIC = "lr_step"
-
-
-def _owner(func: Any) -> Any:
-    return getattr(func, "__self__", func)
 
 
 class ScheduleHandler(LrScheduleHandler):
@@ -70,10 +69,9 @@ class ScheduleHandler(LrScheduleHandler):
 
         pending, self.pending = self.pending, []
         handlers = [
-            _owner(f)
-            for entries in engine._event_handlers.values()
-            for f, *_ in entries
-            if isinstance(_owner(f), MLFlowHandler) and getattr(_owner(f), "cur_run", None) is not None
+            h
+            for h in attached_handlers(engine)
+            if isinstance(h, MLFlowHandler) and getattr(h, "cur_run", None) is not None
         ]
         if not pending or not handlers:
             return

@@ -12,7 +12,9 @@ import uuid
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "unnamed"
+    # metadata.json names read "isic unet": spaces become "_" so the name matches the bundle's folder
+    text = re.sub(r"\s+", "_", str(text).strip())
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "unnamed"
 
 
 def experiment_name(bundle_name: str, dataset_name: str | None = None) -> str:

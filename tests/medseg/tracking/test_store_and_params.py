@@ -49,7 +49,7 @@ def test_closed_port_is_unreachable():
 def test_run_names_are_unique_and_say_what_ran():
     first, second = naming.run_name("isic unet"), naming.run_name("isic unet")
     assert first != second
-    assert first.startswith("isic-unet-train-")
+    assert first.startswith("isic_unet-train-")
     assert naming.experiment_name("isic_unet", "isic2018") == "isic_unet/isic2018"
     assert naming.experiment_name("isic_unet", None) == "isic_unet"
 

@@ -54,6 +54,20 @@ def _items(data) -> list[dict]:
     return []
 
 
+def _physical_spacing(tensor) -> list[float] | None:
+    """Pixel spacing in mm of a MetaTensor loaded from NIfTI or DICOM (its affine follows every resize), else None.
+
+    PNG/JPEG files carry no physical spacing (MONAI reports 1.0), so they give None and distances stay in pixels.
+    """
+    meta = getattr(tensor, "meta", None)
+    if not meta or not hasattr(tensor, "pixdim"):
+        return None
+    source = str(meta.get("filename_or_obj", "")).lower()
+    if not source.endswith((".nii", ".nii.gz", ".dcm", ".nrrd", ".mha")):
+        return None
+    return [float(v) for v in torch.as_tensor(tensor.pixdim).reshape(-1)[:2]]
+
+
 def _label_map(tensor) -> np.ndarray:
     """``(C, H, W)`` one-hot/probabilities or ``(1, H, W)`` labels -> ``(H, W)`` uint8 labels."""
     t = torch.as_tensor(tensor).detach().cpu()
@@ -156,7 +170,9 @@ class SegmentationReport:
             self.preds.append(_label_map(output[self.pred_key]))
             self.labels.append(_label_map(output[self.label_key]))
             self.images.append(_preview(output.get(self.image_key)) if self.image_key else None)
-            spacing = item.get("spacing")
+            # the label's own geometry first: a bundle resizes images, so the datalist's spacing no longer holds
+            spacing = _physical_spacing(output[self.label_key])
+            spacing = spacing if spacing is not None else item.get("spacing")
             if spacing is not None:
                 values = [float(s) for s in torch.as_tensor(spacing).reshape(-1)[:2]]
                 self.spacings.append((values[0], values[1]) if len(values) == 2 else None)

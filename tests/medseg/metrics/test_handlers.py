@@ -193,3 +193,39 @@ def test_handler_passes_an_annotated_mask_from_the_output_transform():
     handler.reset()
     handler.update((pred, gt, torch.tensor([[True, True, False], [True, True, False]])))
     assert handler.compute() == 1.0 and math.isnan(handler._values[1])
+
+
+def test_report_takes_spacing_from_the_nifti_geometry_after_resizing(tmp_path):
+    """A bundle resizes slices, so HD95 in mm must follow the resized label's affine, not the datalist's spacing."""
+    from types import SimpleNamespace
+
+    from monai.data import MetaTensor
+
+    label = np.zeros((1, 16, 16), dtype=np.float32)
+    label[0, 4:12, 4:12] = 1
+    pred = np.zeros_like(label)
+    pred[0, 4:12, 6:14] = 1  # shifted by 2 pixels
+    affine = torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0]))  # 2 mm pixels, as after a 2x down-sampling
+
+    def as_meta(array, name):
+        return MetaTensor(torch.as_tensor(array), affine=affine, meta={"filename_or_obj": name})
+
+    outputs = []
+    for name in ("a.nii.gz", "b.png"):
+        outputs.append({"pred": as_meta(pred, name), "label": as_meta(label, name), "image": as_meta(label, name)})
+    batch = [{"case_id": "nifti", "spacing": [1.0, 1.0]}, {"case_id": "png"}]
+    report = SegmentationReport(tmp_path / "report", {"0": "background", "1": "lv"}, n_examples=1)
+    engine = SimpleNamespace(state=SimpleNamespace(output=outputs, batch=batch))
+    report.collect(engine)
+    assert report.spacings == [(2.0, 2.0), None]
+    report.write(engine)
+    rows = {r["case_id"]: r for r in _read_csv(tmp_path / "report" / "per_case.csv")}
+    assert float(rows["nifti"]["hd95_lv"]) == pytest.approx(2 * float(rows["png"]["hd95_lv"]))
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["n_cases"] == 2
+
+
+def _read_csv(path):
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))

@@ -69,6 +69,16 @@ class MedsegMetricHandler(IgniteMetricHandler):
         self.key_names = list(key_names) if key_names is not None else None
         self._values: list[float] = []
 
+    @torch.no_grad()
+    def iteration_completed(self, engine) -> None:
+        # ignite unpacks decollated outputs only as (y_pred, y) pairs; with `annotated` as a third item the
+        # three lists go to update() whole, which stacks them into one batch
+        output = self._output_transform(engine.state.output)
+        if isinstance(output, (list, tuple)) and len(output) == 3:
+            self.update(output)
+        else:
+            super().iteration_completed(engine)
+
     def update(self, output: Sequence) -> None:  # type: ignore[override]
         if len(output) not in (2, 3):
             raise ValueError(

@@ -68,6 +68,16 @@ def _physical_spacing(tensor) -> list[float] | None:
     return [float(v) for v in torch.as_tensor(tensor.pixdim).reshape(-1)[:2]]
 
 
+def _annotated_values(annotated) -> list[int] | None:
+    """The annotated foreground values: from a datalist list, or from ``AnnotatedMaskd``'s boolean class mask."""
+    if annotated is None:
+        return None
+    values = torch.as_tensor(annotated).reshape(-1)
+    if values.dtype == torch.bool:
+        return [int(i) for i in torch.nonzero(values).reshape(-1) if i > 0]
+    return [int(v) for v in values]
+
+
 def _label_map(tensor) -> np.ndarray:
     """``(C, H, W)`` one-hot/probabilities or ``(1, H, W)`` labels -> ``(H, W)`` uint8 labels."""
     t = torch.as_tensor(tensor).detach().cpu()
@@ -178,10 +188,7 @@ class SegmentationReport:
                 self.spacings.append((values[0], values[1]) if len(values) == 2 else None)
             else:
                 self.spacings.append(None)
-            annotated = item.get("annotated")
-            self.annotated.append(
-                None if annotated is None else [int(v) for v in torch.as_tensor(annotated).reshape(-1)]
-            )
+            self.annotated.append(_annotated_values(item.get("annotated")))
 
     def write(self, engine=None) -> dict | None:
         """Score the collected cases and write the report (only on the first process of a distributed run)."""

@@ -45,12 +45,7 @@ def learning_curve_png(
         epochs = sorted(history[metric_key])
         axes[0, 1].plot(epochs, [history[metric_key][e] for e in epochs], marker="o", color="tab:green")
         axes[0, 1].set(xlabel="epoch", ylabel=metric_key, title=metric_key)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _to_display(image: np.ndarray) -> np.ndarray:
@@ -97,12 +92,7 @@ def overlay_png(
             ax.contour(mask, levels=np.arange(0.5, mask.max() + 0.5), colors=colour, linewidths=1)
     ax.set_title(title, fontsize="small")
     ax.axis("off")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def compare_curves_png(
@@ -128,6 +118,13 @@ def compare_curves_png(
         ax.set(xlabel="epoch", ylabel=key, title=key)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize="x-small")
+    return _save(fig, out)
+
+
+def _save(fig, out: str | Path) -> Path:
+    """Write a figure as PNG (creating the folder) and free it."""
+    plt = _pyplot()
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,24 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import private_tracking_store
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real samples live beside the checkout and are never copied into the repository.
 SHARED_DATA = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(autouse=True, scope="session")
-def private_tracking_store(tmp_path_factory):
+def session_tracking_store(tmp_path_factory):
     """Every bundle run in the tests logs to a throw-away MLflow store, never to ~/.medseg or a team server."""
-    keys = ("MEDSEG_HOME", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["MEDSEG_HOME"] = str(tmp_path_factory.mktemp("medseg_home"))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield Path(os.environ["MEDSEG_HOME"])
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with private_tracking_store(tmp_path_factory.mktemp("medseg_home")) as home:
+        yield home
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,13 @@ import importlib
 import mlflow
 import pytest
 
+from tests.helpers import private_tracking_store
 from tests.medseg.strategies import testbed
 
 
 @pytest.fixture(scope="package")
 def store(tmp_path_factory):
-    home = tmp_path_factory.mktemp("medseg_home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDSEG_HOME", str(home))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with private_tracking_store(tmp_path_factory.mktemp("medseg_home")) as home:
         yield home
 
 

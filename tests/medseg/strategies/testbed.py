@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from tests.medseg.tracking import tiny_bundle
 
 BUNDLE_NAME = tiny_bundle.BUNDLE_NAME
@@ -31,52 +28,8 @@ FLEXUNET = {
 def write_dataset(
     folder: Path, n_train: int = 6, n_val: int = 2, n_test: int = 2, size: int = 32, folds: int = 3
 ) -> Path:
-    """Random squares (as the tracking test bed) with folds, a test split and stats.json; returns the datalist."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    items, pixels = [], {"0": 0, "1": 0}
-    for i in range(n_train + n_val + n_test):
-        image = rng.integers(0, 100, (size, size), dtype=np.uint8)
-        label = np.zeros((size, size), np.uint8)
-        top, left = rng.integers(2, size // 2, 2)
-        label[top : top + size // 3, left : left + size // 3] = 1
-        image[label == 1] += 120
-        Image.fromarray(image).save(folder / f"case{i}.png")
-        Image.fromarray(label).save(folder / f"case{i}_seg.png")
-        items.append(
-            {
-                "image": f"case{i}.png",
-                "label": f"case{i}_seg.png",
-                "case_id": f"case{i}",
-                "group_id": f"case{i}",
-                "fold": i % folds if i < n_train else -1,
-            }
-        )
-        if i < n_train:
-            pixels["1"] += int(label.sum())
-            pixels["0"] += int(label.size - label.sum())
-    datalist = {
-        "name": DATASET_NAME,
-        "description": "random squares",
-        "modality": "phantom",
-        "labels": {"0": "background", "1": "square"},
-        "training": items[:n_train],
-        "validation": items[n_train : n_train + n_val],
-        "testing": items[n_train + n_val :],
-    }
-    (folder / "datalist.json").write_text(json.dumps(datalist))
-    total = sum(pixels.values())
-    stats = {
-        "class_frequency": {
-            "training": {
-                "pixels": pixels,
-                "fraction": {k: v / total for k, v in pixels.items()},
-                "items_with_class": {"0": n_train, "1": n_train},
-            }
-        }
-    }
-    (folder / "stats.json").write_text(json.dumps(stats))
-    return folder / "datalist.json"
+    """The tracking test bed's random squares with three folds, a labelled test split and stats.json."""
+    return tiny_bundle.write_dataset(folder, n_train=n_train, n_val=n_val, n_test=n_test, size=size, folds=folds)
 
 
 def write_bundle(root: Path, dataset_dir: Path, network: str = "unet", name: str = BUNDLE_NAME) -> Path:

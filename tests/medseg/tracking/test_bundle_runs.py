@@ -13,6 +13,7 @@ import mlflow
 import pytest
 
 from medseg.commands import compare as compare_command
+from tests.helpers import private_tracking_store
 from tests.medseg.tracking import tiny_bundle
 
 pytestmark = pytest.mark.slow
@@ -22,10 +23,7 @@ MAX_EPOCHS = 2
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """MEDSEG_HOME in a temporary folder and no MLFLOW_TRACKING_URI, for the whole module."""
-    home = tmp_path_factory.mktemp("medseg_home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDSEG_HOME", str(home))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with private_tracking_store(tmp_path_factory.mktemp("medseg_home")) as home:
         yield home
 
 

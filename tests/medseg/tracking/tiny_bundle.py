@@ -28,12 +28,18 @@ def documented_block(which: str = "train") -> dict:
     return json.loads(found.group(1))
 
 
-def write_dataset(folder: Path, n_train: int = 4, n_val: int = 2, size: int = 32, seed: int = 0) -> Path:
-    """Random grey images with a bright square as the foreground label; returns the datalist path."""
+def write_dataset(
+    folder: Path, n_train: int = 4, n_val: int = 2, n_test: int = 0, size: int = 32, seed: int = 0, folds: int = 1
+) -> Path:
+    """Random grey images with a bright square as the foreground label, in the data_prep layout.
+
+    Training items get folds ``0..folds-1``, the others -1; ``stats.json`` holds the training class frequencies.
+    Returns the datalist path.
+    """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    items = []
-    for i in range(n_train + n_val):
+    items, pixels = [], {"0": 0, "1": 0}
+    for i in range(n_train + n_val + n_test):
         image = rng.integers(0, 100, (size, size), dtype=np.uint8)
         label = np.zeros((size, size), np.uint8)
         top, left = rng.integers(2, size // 2, 2)
@@ -41,18 +47,28 @@ def write_dataset(folder: Path, n_train: int = 4, n_val: int = 2, size: int = 32
         image[label == 1] += 120
         Image.fromarray(image).save(folder / f"case{i}.png")
         Image.fromarray(label).save(folder / f"case{i}_seg.png")
-        items.append({"image": f"case{i}.png", "label": f"case{i}_seg.png", "case_id": f"case{i}", "fold": 0})
+        fold = i % folds if i < n_train else -1
+        items.append({"image": f"case{i}.png", "label": f"case{i}_seg.png", "case_id": f"case{i}",
+                      "group_id": f"case{i}", "fold": fold})
+        if i < n_train:
+            pixels["1"] += int(label.sum())
+            pixels["0"] += int(label.size - label.sum())
     datalist = {
         "name": DATASET_NAME,
         "description": "random squares",
         "modality": "phantom",
         "labels": {"0": "background", "1": "square"},
         "training": items[:n_train],
-        "validation": items[n_train:],
-        "testing": [],
+        "validation": items[n_train : n_train + n_val],
+        "testing": items[n_train + n_val :],
     }
     path = folder / "datalist.json"
     path.write_text(json.dumps(datalist))
+    total = sum(pixels.values())
+    fractions = {k: v / total for k, v in pixels.items()}
+    stats = {"class_frequency": {"training": {"pixels": pixels, "fraction": fractions,
+                                              "items_with_class": {"0": n_train, "1": n_train}}}}
+    (folder / "stats.json").write_text(json.dumps(stats))
     return path
 
 

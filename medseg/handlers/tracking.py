@@ -469,8 +469,10 @@ class MLflowTracking(MLFlowHandler):
     def _terminated(self, engine: Any) -> None:
         from monai.handlers import EarlyStopHandler
 
+        # a handler that ends the run says why on engine.state (medseg.handlers.TimeBudget: "time budget")
+        given = getattr(engine.state, "stop_reason", None)
         stoppers = [h for e in [engine, *self.evaluators] for h in _attached(e) if isinstance(h, EarlyStopHandler)]
-        self.stop_reason = "early_stopping" if stoppers else "terminated"
+        self.stop_reason = given or ("early_stopping" if stoppers else "terminated")
 
     # ------------------------------------------------------------------ validation events
     def _epoch_of(self, evaluator: Any) -> int:
@@ -546,9 +548,15 @@ class MLflowTracking(MLFlowHandler):
         for attr in ("_key_metric_checkpoint", "_final_checkpoint"):
             for saver in savers:
                 checkpoint = getattr(saver, attr, None)
-                path = checkpoint.last_checkpoint if checkpoint is not None else None
-                if path and Path(path).is_file():
-                    return Path(path)
+                if checkpoint is None or checkpoint.last_checkpoint is None:
+                    continue
+                # MONAI's saver writes a fixed file name (key_metric_filename="model.pt") where ignite records
+                # the name its pattern made ("model_key_metric=0.8123.pt"): take the file that was written
+                handler = checkpoint.save_handler
+                fixed = getattr(handler, "filename", None)
+                path = Path(handler.dirname) / fixed if fixed else Path(checkpoint.last_checkpoint)
+                if path.is_file():
+                    return path
         if self.output_dir:  # a checkpoint written by other means: the newest .pt under output_dir
             found = sorted(Path(self.output_dir).rglob("*.pt"), key=lambda p: p.stat().st_mtime)
             return found[-1] if found else None

@@ -13,7 +13,9 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "bundles": ("medseg.commands.bundles", "list the bundles medseg finds (with their purpose), or export one to edit"),
     "demo": ("medseg.commands.demo", "generate phantoms, convert them, train and predict: the whole path, on CPU"),
+    "plan": ("medseg.commands.plan", "auto-configure a bundle for a dataset and a time budget: writes plans.json"),
     "evaluate": ("medseg.commands.evaluate", "score predicted masks against ground truth and write a report"),
     "compare": ("medseg.commands.compare", "set MLflow runs side by side: table of params and metrics, curves"),
     "check-bundle": ("medseg.commands.check_bundle", "list what a bundle would import and run; verify its files"),

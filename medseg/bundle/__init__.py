@@ -7,7 +7,16 @@ from medseg.bundle.checkpoint import StateDictWithout, load_checkpoint_into
 from medseg.bundle.datalist import list_images, load_datalist, output_extension
 from medseg.bundle.dataset import CheckedCacheDataset
 from medseg.bundle.errors import BundleInputError, InputCheckError, find_input_error
-from medseg.bundle.paths import bundle_root
+from medseg.bundle.paths import (
+    available_bundles,
+    bundle_root,
+    find_bundle,
+    installed_bundles_dir,
+    latest_checkpoint,
+    run_dir,
+    shared_file,
+    workspace,
+)
 from medseg.bundle.sizes import check_spatial_size
 from medseg.bundle.weights import class_weights_from_stats
 
@@ -16,7 +25,14 @@ __all__ = [
     "CheckedCacheDataset",
     "StateDictWithout",
     "InputCheckError",
+    "available_bundles",
     "bundle_root",
+    "find_bundle",
+    "installed_bundles_dir",
+    "latest_checkpoint",
+    "run_dir",
+    "shared_file",
+    "workspace",
     "check_spatial_size",
     "class_weights_from_stats",
     "find_input_error",

@@ -12,44 +12,41 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medseg.bundle.errors import BundleInputError
 from medseg.strategies.errors import StrategyError
 
-REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
-STRATEGIES_DIR = REPO_BUNDLES / "strategies"
 TRAIN_CONFIG = Path("configs") / "train.json"
 METADATA = Path("configs") / "metadata.json"
 
 
-def available_bundles() -> list[str]:
-    """The bundle names in the repository's ``bundles/`` folder."""
-    return sorted(p.parent.parent.name for p in REPO_BUNDLES.glob("*/configs/train.json"))
+def strategies_dir() -> Path:
+    """The strategy override files: ``bundles/strategies`` found by the bundle rule (current folder, installed)."""
+    from medseg.bundle.paths import shared_file
+
+    return shared_file("strategies")
 
 
 def available_strategies() -> list[str]:
-    """The override names in ``bundles/strategies/`` (file names without ``.json``)."""
-    return sorted(p.stem for p in STRATEGIES_DIR.glob("*.json"))
+    """The override names in the strategies folder (file names without ``.json``)."""
+    return sorted(p.stem for p in strategies_dir().glob("*.json"))
 
 
 def find_bundle(bundle: str | Path) -> Path:
-    """The folder of a bundle given by name (``bundles/<name>``) or by path.
-
-    Args:
-        bundle: a bundle name such as ``cardiac_unet``, or a folder holding ``configs/train.json``.
-
-    Returns:
-        the bundle folder, resolved.
+    """The folder of a bundle given by name or path (``medseg.bundle.find_bundle``'s rule), printed for the user.
 
     Raises:
-        StrategyError: no such bundle.
+        StrategyError: no such bundle, or a folder without ``configs/train.json``.
     """
-    for candidate in (Path(bundle), REPO_BUNDLES / str(bundle)):
-        if (candidate / TRAIN_CONFIG).is_file():
-            return candidate.resolve()
-    names = ", ".join(available_bundles()) or "none"
-    raise StrategyError(
-        f"{bundle}: not a bundle (no {TRAIN_CONFIG} there nor in {REPO_BUNDLES}); pass --bundle NAME or a bundle "
-        f"folder; bundles in this repository: {names}"
-    )
+    from medseg.bundle.paths import find_bundle as locate
+
+    try:
+        folder, where = locate(bundle)
+    except BundleInputError as err:
+        raise StrategyError(str(err)) from None
+    if not (folder / TRAIN_CONFIG).is_file():
+        raise StrategyError(f"{folder}: no {TRAIN_CONFIG}; pass --bundle NAME or a bundle folder")
+    print(f"bundle {folder.name}: {folder} ({where})")
+    return folder
 
 
 def strategy_file(name: str | Path) -> Path:
@@ -61,7 +58,7 @@ def strategy_file(name: str | Path) -> Path:
     path = Path(name)
     if path.suffix in (".json", ".yaml", ".yml") and path.is_file():
         return path.resolve()
-    found = STRATEGIES_DIR / f"{name}.json"
+    found = strategies_dir() / f"{name}.json"
     if found.is_file():
         return found
     raise StrategyError(
@@ -188,7 +185,7 @@ def add_common_arguments(parser: Any) -> None:
     )
     parser.add_argument("--max_epochs", type=int, help="epochs of every training run (default: the bundle's)")
     parser.add_argument("--seed", type=int, help="the bundle's seed id (runs with the same seed match on CPU)")
-    parser.add_argument("--out", help="output folder (default: medseg_runs/<bundle>-<command>-<time>)")
+    parser.add_argument("--out", help="output folder (default: medseg_work/<bundle>/<command>-<time>)")
     parser.add_argument("--tracking_uri", help="MLflow store or server (default: MLFLOW_TRACKING_URI, else local)")
     parser.add_argument("--experiment_name", help="MLflow experiment (default: <bundle>/<dataset>)")
 
@@ -203,6 +200,7 @@ class CommandSetup:
     def __init__(self, args: Any, command: str) -> None:
         import time
 
+        from medseg.bundle.paths import workspace
         from medseg.tracking import datalist_name, experiment_name
 
         self.bundle = find_bundle(args.bundle)
@@ -224,7 +222,7 @@ class CommandSetup:
             raise StrategyError(f"{self.datalist}: datalist not found; pass --dataset_dir DATA_PREP_OUTPUT")
         self.experiment = args.experiment_name or experiment_name(self.name, datalist_name(self.datalist))
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.out = Path(args.out or Path("medseg_runs") / f"{self.name}-{command}-{stamp}").resolve()
+        self.out = Path(args.out or workspace() / self.name / f"{command}-{stamp}").resolve()
         self.tracking_uri = args.tracking_uri
 
     def _check_seed(self) -> None:

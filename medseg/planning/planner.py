@@ -1,0 +1,264 @@
+"""From a fingerprint and a few timed steps to a bundle's override file, each choice with its reason."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from medseg.bundle.errors import BundleInputError
+from medseg.planning.fingerprint import datalist_digest, fingerprint
+
+PLAN_VERSION = 1
+TIMED_STEPS = 3  # training steps timed after one warm-up step
+VAL_COST = 0.35  # one validation image costs about this fraction of one training image (forward only)
+IMBALANCE = 0.01  # a foreground class rarer than this fraction of training pixels gets class weights
+
+
+class PlanError(BundleInputError):
+    """A plan cannot be made or does not fit the run (one line naming the input and the fix)."""
+
+
+def parse_duration(text: str | float | int) -> float:
+    """``"15m"``, ``"90s"``, ``"1h30m"`` or seconds as a number -> seconds.
+
+    Raises:
+        PlanError: not a positive duration.
+    """
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+        if not parts or not any(parts.groups()):
+            raise PlanError(f"--time_budget {text!r}: not a duration; write e.g. 15m, 90s or 1h30m")
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = h * 3600 + m * 60 + s
+    if not seconds > 0:
+        raise PlanError(f"--time_budget {text!r}: must be longer than 0")
+    return seconds
+
+
+def _divisible(size: int, k: int) -> int:
+    return max(k, int(round(size / k)) * k)
+
+
+def _modality(fp: dict[str, Any]) -> str:
+    modality = fp["modality"]
+    return " ".join(modality.values()) if isinstance(modality, dict) else str(modality)
+
+
+def _intensity(fp: dict[str, Any], current: list) -> tuple[list, str]:
+    stats, modality = fp["intensity"], _modality(fp)
+    if "MR" in modality.upper().split() or modality.upper().startswith("MR"):
+        zscore = [{"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": False, "channel_wise": True}]
+        return zscore, (
+            f"{modality}: intensities have no physical unit and vary by scanner (mean {stats['mean']}, max "
+            f"{stats['max']:g}): z-score each image, as nnU-Net does for MRI"
+        )
+    return current, (
+        f"{modality} with {'8-bit' if stats['eight_bit'] else 'fixed-range'} values (max {stats['max']:g}): keep the "
+        "bundle's fixed range scaling, which treats every image alike (brightness differences are information)"
+    )
+
+
+def _class_weights(fp: dict[str, Any], num_classes: int, stats_path: Path) -> tuple[list | None, str]:
+    from medseg.bundle.weights import class_weights_from_stats
+
+    fractions = {int(k): float(v) for k, v in fp["class_fraction"].items() if int(k) > 0}
+    rare = {k: v for k, v in fractions.items() if 0 < v < IMBALANCE}
+    if not rare:
+        low = min(fractions.values(), default=0.0)
+        return None, f"rarest foreground class is {low:.1%} of training pixels: Dice handles it, no class weights"
+    weights = [round(w, 4) for w in class_weights_from_stats(stats_path, num_classes)]
+    shown = ", ".join(f"{k}: {v:.2%}" for k, v in sorted(rare.items()))
+    return weights, f"classes below {IMBALANCE:.0%} of training pixels ({shown}): inverse-frequency weights"
+
+
+def _augmentation(n_train: int) -> tuple[float, str]:
+    if n_train < 200:
+        return 1.0, f"{n_train} training images: full-strength augmentation (small data needs it most)"
+    if n_train < 2000:
+        return 0.7, f"{n_train} training images: augmentation at 0.7 strength"
+    return 0.5, f"{n_train} training images: augmentation at 0.5 strength (the data itself varies)"
+
+
+def time_training(bundle: Path, overrides: dict[str, Any], steps: int = TIMED_STEPS) -> float:
+    """Seconds per training iteration of ``bundle`` with ``overrides``, timed on this machine.
+
+    Random tensors of the planned batch shape go through the bundle's own network, loss function, optimiser and
+    mixed-precision setting; data loading is left out (the bundles cache decoded, resized images).
+    """
+    import torch
+
+    from medseg.strategies.launch import load_config
+
+    parser = load_config(bundle, [], overrides)
+    network = parser.get_parsed_content("network")
+    loss_fn = parser.get_parsed_content("train#trainer#loss_function")
+    optimizer = parser.get_parsed_content("optimizer")
+    device = parser.get_parsed_content("device")
+    trainer_args = parser.get("train#trainer")
+    amp = bool(parser.get_parsed_content("train#trainer#amp")) if "amp" in trainer_args else False
+    amp_kwargs = parser.get_parsed_content("train#trainer#amp_kwargs") if "amp_kwargs" in trainer_args else None
+    amp_kwargs = dict(amp_kwargs or {"device_type": device.type})
+    batch, channels = int(parser["batch_size"]), int(parser["in_channels"])
+    size = [int(s) for s in parser["spatial_size"]]
+    x = torch.rand(batch, channels, *size, device=device)
+    y = torch.randint(0, int(parser["num_classes"]), (batch, 1, *size), device=device)
+    network.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(enabled=amp, **amp_kwargs):
+            loss = loss_fn(network(x), y)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocations, kernel selection
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps
+
+
+def make_plan(
+    bundle: str | Path,
+    dataset_dir: str | Path,
+    time_budget: str | float = "15m",
+    max_size: int | None = None,
+    timer=time_training,
+) -> dict[str, Any]:
+    """Plan a bundle's training on a dataset.
+
+    Args:
+        bundle: bundle name or folder (resolved as every command does).
+        dataset_dir: ``data_prep`` output folder.
+        time_budget: wall time for the whole training (``"15m"``, seconds); the schedule spans it.
+        max_size: largest spatial side to train at (default: the bundle's own ``spatial_size``, sized for CPU).
+        timer: ``(bundle_folder, overrides) -> seconds per iteration`` (tests pass a fake clock).
+
+    Returns:
+        the override dict: ids the bundle's configs use, plus ``plan`` (bundle, dataset, sha256, the reasons and
+        the measurements behind them).
+
+    Raises:
+        PlanError: the time budget is too short for one epoch, or the data cannot be planned for.
+    """
+    from medseg.networks import size_divisor
+    from medseg.strategies.launch import find_bundle, load_config
+
+    budget = parse_duration(time_budget)
+    folder = find_bundle(bundle)
+    data = Path(dataset_dir).resolve()
+    fp = fingerprint(data)
+    parser = load_config(folder, [], {"dataset_dir": str(data)})
+    name = str(parser["bundle_name"]) if "bundle_name" in parser else folder.name
+    num_classes = int(parser["num_classes"])
+    if len(fp["labels"]) and len(fp["labels"]) != num_classes:
+        raise PlanError(
+            f"{data / 'datalist.json'}: {len(fp['labels'])} labels but bundle {name} predicts {num_classes} classes; "
+            "choose a bundle made for this data"
+        )
+    channels = fp["intensity"]["channels"]
+    if channels != [int(parser["in_channels"])]:
+        raise PlanError(
+            f"{data}: images have {channels} channel(s) but bundle {name} takes {parser['in_channels']}; "
+            "choose a bundle made for this data"
+        )
+    plan: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+
+    default_size = [int(s) for s in parser["spatial_size"]]
+    cap = int(max_size) if max_size else max(default_size)
+    k = size_divisor(parser.get_parsed_content("network_def"))
+    median = fp["image_size"]["median"] or default_size
+    longest = max(median)
+    scale = min(1.0, cap / longest)
+    side = _divisible(round(longest * scale), k)
+    plan["spatial_size"] = [side, side]
+    reasons["spatial_size"] = (
+        f"median image {median[0]}x{median[1]}, longest side {longest} capped at {cap} and rounded to a multiple "
+        f"of {k} (the network's downsampling): square {side}x{side}"
+    )
+
+    n_train = fp["counts"]["training"]
+    batch = min(int(parser["batch_size"]), n_train)
+    plan["batch_size"] = batch
+    reasons["batch_size"] = f"the bundle's batch size {parser['batch_size']}, at most the {n_train} training images"
+
+    plan["intensity_transforms"], reasons["intensity_transforms"] = _intensity(fp, parser.get("intensity_transforms"))
+    plan["class_weights"], reasons["class_weights"] = _class_weights(fp, num_classes, data / "stats.json")
+    if "augmentation_strength" in parser:
+        plan["augmentation_strength"], reasons["augmentation_strength"] = _augmentation(n_train)
+
+    seconds = timer(folder, {"dataset_dir": str(data), **plan})
+    iterations = math.ceil(n_train / batch)
+    n_val = fp["counts"]["validation"]
+    epoch = seconds * iterations + seconds / batch * VAL_COST * n_val
+    epochs = int(budget // epoch)
+    if epochs < 1:
+        raise PlanError(
+            f"--time_budget {budget:.0f}s is shorter than one epoch here ({epoch:.1f}s: {iterations} steps of "
+            f"{seconds:.2f}s and validation); give at least --time_budget {math.ceil(epoch / 60)}m"
+        )
+    plan["max_epochs"] = epochs
+    plan["time_limit"] = round(budget, 1)
+    reasons["max_epochs"] = (
+        f"{budget / 60:.1f} min budget / {epoch:.2f}s per epoch ({iterations} steps of {seconds:.3f}s timed here, "
+        f"plus validation of {n_val} images) = {epochs} epochs; the learning-rate schedule spans them and training "
+        "stops at the budget in any case"
+    )
+    if "early_stop_patience" in parser:
+        plan["early_stop_patience"] = max(10, epochs // 4)
+        reasons["early_stop_patience"] = "a quarter of the planned epochs (at least 10): stop only on a real plateau"
+    plan["plan"] = {
+        "version": PLAN_VERSION,
+        "bundle": name,
+        "dataset": fp["dataset"],
+        "datalist_sha256": fp["sha256"],
+        "time_budget_s": budget,
+        "seconds_per_iteration": round(seconds, 4),
+        "reasons": reasons,
+        "fingerprint": fp,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    return plan
+
+
+def write_plan(plan: dict[str, Any], path: str | Path) -> Path:
+    """Write ``plan`` as JSON to ``path`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(plan, indent=4) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def check_plan(plan: dict[str, Any] | None, bundle_name: str, datalist: str | Path | None = None) -> None:
+    """Refuse a plan made for another bundle or another dataset (configs call this in ``initialize``).
+
+    Args:
+        plan: the config's ``plan`` id (None when no plans file is layered on the config).
+        bundle_name: the config's ``bundle_name``.
+        datalist: the run's datalist, or None (inference has none).
+
+    Raises:
+        PlanError: the plan names another bundle, or the datalist changed since planning.
+    """
+    if not plan:
+        return
+    if plan.get("bundle") != bundle_name:
+        raise PlanError(
+            f"plans.json was made for bundle {plan.get('bundle')!r}, not {bundle_name!r}; run "
+            f"medseg plan --bundle {bundle_name} --dataset_dir DATA"
+        )
+    if datalist is not None and Path(datalist).is_file() and plan.get("datalist_sha256") != datalist_digest(datalist):
+        raise PlanError(
+            f"plans.json was made for dataset {plan.get('dataset')!r}, not {datalist} (its datalist differs); "
+            f"run medseg plan --bundle {bundle_name} --dataset_dir {Path(datalist).parent}"
+        )

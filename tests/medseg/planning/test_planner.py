@@ -1,0 +1,92 @@
+"""medseg plan: fingerprint, choices with reasons, the time budget, and refusing plans that do not fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medseg.cli import main
+from medseg.planning import PlanError, check_plan, fingerprint, make_plan, parse_duration
+from tests.bundles.conftest import phantom_data  # noqa: F401  (fixture)
+
+
+def fake_timer(seconds):
+    calls = []
+
+    def timer(folder, overrides):
+        calls.append(overrides)
+        return seconds
+
+    timer.calls = calls
+    return timer
+
+
+def test_fingerprint_measures_the_data(phantom_data):  # noqa: F811
+    fp = fingerprint(phantom_data("cardiac-png"))
+    assert fp["modality"] == {"0": "MRI"}
+    assert fp["image_size"]["median"] == [96, 96]
+    assert fp["intensity"]["channels"] == [1] and fp["intensity"]["eight_bit"]
+    assert fp["counts"]["training"] > 0 and len(fp["sha256"]) == 64
+    assert set(fp["class_fraction"]) == {"0", "1", "2", "3"}
+
+
+def test_plan_follows_the_data_and_fits_the_budget(phantom_data):  # noqa: F811
+    data = phantom_data("cardiac-png")
+    timer = fake_timer(0.5)
+    plan = make_plan("cardiac_unet", data, "2m", timer=timer)
+    counts = fingerprint(data)["counts"]
+    n_train, n_val = counts["training"], counts["validation"]
+    assert plan["spatial_size"] == [96, 96]
+    assert plan["batch_size"] == min(16, n_train)
+    assert plan["intensity_transforms"][0]["_target_"] == "NormalizeIntensityd"  # MRI: z-score
+    steps = -(-n_train // plan["batch_size"])
+    epoch_seconds = 0.5 * steps + 0.5 / plan["batch_size"] * 0.35 * n_val  # timed steps + validation estimate
+    assert plan["max_epochs"] == int(120 // epoch_seconds) >= 1
+    assert plan["time_limit"] == 120
+    record = plan["plan"]
+    assert record["bundle"] == "cardiac_unet" and record["datalist_sha256"] == fingerprint(data)["sha256"]
+    assert set(record["reasons"]) >= {"spatial_size", "batch_size", "intensity_transforms", "max_epochs"}
+    # the timed steps ran with the planned settings
+    assert timer.calls[0]["spatial_size"] == [96, 96] and timer.calls[0]["dataset_dir"] == str(data)
+
+
+def test_dermoscopy_keeps_fixed_scaling_and_caps_the_size(phantom_data):  # noqa: F811
+    plan = make_plan("isic_unet", phantom_data("isic"), "5m", max_size=32, timer=fake_timer(0.1))
+    assert plan["spatial_size"] == [32, 32]  # the cap, a multiple of the UNet's 16
+    assert plan["intensity_transforms"][0]["_target_"] == "ScaleIntensityRanged"
+
+
+def test_budget_shorter_than_one_epoch_is_one_line(phantom_data, capsys, tmp_path):  # noqa: F811
+    data = phantom_data("cardiac-png")
+    with pytest.raises(PlanError, match="shorter than one epoch"):
+        make_plan("cardiac_unet", data, "1s", timer=fake_timer(5.0))
+    out = tmp_path / "plans.json"
+    assert main(["plan", "--bundle", "cardiac_unet", "--dataset_dir", str(data), "--time_budget", "soon",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--time_budget 'soon'" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("15m", 900), ("90s", 90), ("1h30m", 5400), (45, 45), ("2.5m", 150)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_plan_of_another_bundle_or_dataset_is_refused(phantom_data, tmp_path):  # noqa: F811
+    data = phantom_data("cardiac-png")
+    plan = make_plan("cardiac_unet", data, "5m", timer=fake_timer(0.1))["plan"]
+    check_plan(plan, "cardiac_unet", data / "datalist.json")  # fits
+    check_plan(None, "cardiac_unet", data / "datalist.json")  # no plan layered: nothing to check
+    with pytest.raises(PlanError, match="made for bundle 'cardiac_unet', not 'cardiac_dynunet'"):
+        check_plan(plan, "cardiac_dynunet", data / "datalist.json")
+    other = tmp_path / "datalist.json"
+    other.write_text(json.dumps({"training": []}))
+    with pytest.raises(PlanError, match="its datalist differs"):
+        check_plan(plan, "cardiac_unet", other)
+
+
+def test_wrong_bundle_for_the_data_is_one_line(phantom_data):  # noqa: F811
+    with pytest.raises(PlanError, match="channel"):
+        make_plan("isic_unet", phantom_data("cardiac-png"), "5m", timer=fake_timer(0.1))

@@ -436,7 +436,7 @@ def _run_workers(module_name, cases, staging, options, bad, scrub, pseudonym_of)
     items_of: dict[str, list[dict]] = {}
     provenance: dict[str, list[dict]] = {}
     bar = tqdm(total=len(cases), desc=f"converting {module_name.split('.')[-1]}", unit="case",
-               disable=len(cases) <= 5, file=sys.stderr, leave=False)
+               disable=len(cases) <= 5 or not sys.stderr.isatty(), file=sys.stderr, leave=False)
     pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
             if workers > 1 else None)
     try:

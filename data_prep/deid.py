@@ -33,10 +33,14 @@ def dicom_identifiers(path: str | Path) -> tuple[set[str], str | None]:
     Returns:
         (identifying values as text, Modality or None).
     """
+    import warnings
+
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[*IDENTIFYING_KEYWORDS, "Modality"])
+        with warnings.catch_warnings():  # real exports carry slightly invalid values (UIDs with leading zeros)
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[*IDENTIFYING_KEYWORDS, "Modality"])
     except Exception:  # an unreadable file is reported by the converter, with the file named
         return set(), None
     values = set()

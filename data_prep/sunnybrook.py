@@ -37,6 +37,7 @@ import hashlib
 import math
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +180,10 @@ def read_dicom_pixels(path: Path) -> tuple[np.ndarray, list[float]]:
     from pydicom.pixels import apply_modality_lut
 
     try:
-        ds = pydicom.dcmread(path)
-        pixels = apply_modality_lut(ds.pixel_array, ds)
+        with warnings.catch_warnings():  # invalid-VR warnings of real exports would flood the one-line log
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            pixels = apply_modality_lut(ds.pixel_array, ds)
     except Exception as exc:  # pydicom raises InvalidDicomError, AttributeError, ValueError... for bad files
         raise DataPrepError(
             path, f"cannot be read as a DICOM image ({type(exc).__name__}: {exc})", "restore the file or use --skip-bad"

@@ -37,20 +37,20 @@ def dicom_identifiers(path: str | Path) -> tuple[set[str], str | None]:
 
     import pydicom
 
-    try:
-        with warnings.catch_warnings():  # real exports carry slightly invalid values (UIDs with leading zeros)
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # real exports carry slightly invalid values (UIDs with leading zeros)
+        warnings.simplefilter("ignore")  # pydicom validates lazily, on access: the whole read stays inside
+        try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[*IDENTIFYING_KEYWORDS, "Modality"])
-    except Exception:  # an unreadable file is reported by the converter, with the file named
-        return set(), None
-    values = set()
-    for keyword in IDENTIFYING_KEYWORDS:
-        element = ds.get(keyword)
-        if element is None:
-            continue
-        items = element if isinstance(element, (list, tuple)) or type(element).__name__ == "MultiValue" else [element]
-        values |= {str(v).strip() for v in items if str(v).strip()}
-    return values, (str(ds.get("Modality") or "") or None)
+            values = set()
+            for keyword in IDENTIFYING_KEYWORDS:
+                element = ds.get(keyword)
+                if element is None:
+                    continue
+                many = isinstance(element, (list, tuple)) or type(element).__name__ == "MultiValue"
+                values |= {str(v).strip() for v in (element if many else [element]) if str(v).strip()}
+            return values, (str(ds.get("Modality") or "") or None)
+        except Exception:  # an unreadable file is reported by the converter, with the file named
+            return set(), None
 
 
 def _variants(value: str) -> set[str]:

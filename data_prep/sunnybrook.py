@@ -184,13 +184,13 @@ def read_dicom_pixels(path: Path) -> tuple[np.ndarray, list[float]]:
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path)
             pixels = apply_modality_lut(ds.pixel_array, ds)
+            spacing = ds.get("PixelSpacing")
     except Exception as exc:  # pydicom raises InvalidDicomError, AttributeError, ValueError... for bad files
         raise DataPrepError(
             path, f"cannot be read as a DICOM image ({type(exc).__name__}: {exc})", "restore the file or use --skip-bad"
         ) from exc
     if pixels.ndim != 2:
         raise DataPrepError(path, f"expected one 2D image, got pixel data of shape {pixels.shape}", "")
-    spacing = ds.get("PixelSpacing")
     if not spacing or len(spacing) != 2 or not all(float(s) > 0 for s in spacing):
         raise DataPrepError(path, f"PixelSpacing is missing or invalid ({spacing!r})", "restore the original DICOM")
     if pixels.dtype.kind in "iub" and pixels.min() >= -32768 and pixels.max() <= 32767:

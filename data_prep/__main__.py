@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from data_prep.errors import DataPrepError
+from data_prep.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, DataPrepError
 
 # source name on the command line -> converter module
 CONVERTERS = {
@@ -32,10 +33,17 @@ PHANTOMS = {
 DEFAULT_PHANTOM_N = {"isic": 40, "ham10000": 56, "acdc": 8, "cardiac-png": 60, "sunnybrook": 3}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the option and the fix) with exit code 2, not the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m data_prep", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     ph = sub.add_parser("phantom", help="write a synthetic dataset in a real source's on-disk layout")
     ph.add_argument("kind", choices=sorted(PHANTOMS))
@@ -48,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(source, help=module.DESCRIPTION.split(".")[0])
         p.add_argument("--src", required=True, help="the dataset's root folder (never modified)")
         p.add_argument("--out", required=True, help="output folder for datalist.json, stats.json and derived files")
-        p.add_argument("--folds", type=int, default=3, help="cross-validation folds in the training split")
+        p.add_argument("--folds", type=int, default=None,
+                       help="cross-validation folds in the training split, 2..number of training groups (default 3, "
+                            "lowered with a warning when there are fewer groups)")
         p.add_argument("--val-ratio", type=float, default=0.2, help="validation share when there is no official one")
         p.add_argument("--test-ratio", type=float, default=0.1, help="testing share when there is no official one")
         p.add_argument("--seed", type=int, default=0, help="seed of the splits")
@@ -62,14 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit code: 0 done, 2 bad input, 1 failure, 130 interrupted (Ctrl-C).
+
+    Every error is one line on stderr naming the file or option and the fix; ``DATA_PREP_DEBUG=1`` adds the
+    traceback of an unexpected failure.
+    """
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "phantom":
             from pathlib import Path
 
+            if args.n is not None and args.n < 1:
+                raise DataPrepError(None, f"--n {args.n}: must be at least 1", "pass a positive --n")
+            if args.seed < 0:
+                raise DataPrepError(None, f"--seed {args.seed}: must be 0 or more", "pass a valid --seed")
             module = importlib.import_module(PHANTOMS[args.kind])
             n = args.n if args.n is not None else DEFAULT_PHANTOM_N[args.kind]
-            module.generate(Path(args.out), n=n, seed=args.seed)
+            try:
+                module.generate(Path(args.out), n=n, seed=args.seed)
+            except OSError as exc:
+                from data_prep.outdir import output_error
+
+                raise output_error(exc, Path(args.out)) from exc
             print(f"phantom {args.kind}: {n} written to {args.out}", file=sys.stderr)
         else:
             from data_prep.datalist import convert
@@ -77,10 +101,16 @@ def main(argv: list[str] | None = None) -> int:
             convert(args.module, args)
     except DataPrepError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+        print("interrupted: --out is left as it was", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unforeseen failure: still one line, the traceback on request
+        if os.environ.get("DATA_PREP_DEBUG"):
+            raise
+        print(f"error: data_prep failed ({type(exc).__name__}: {exc}); rerun with DATA_PREP_DEBUG=1 for the "
+              "traceback and report it", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 

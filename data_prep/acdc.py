@@ -24,7 +24,7 @@ import numpy as np
 
 from data_prep.datalist import Case
 from data_prep.errors import DataPrepError
-from data_prep.imageio import check_label_values, read_nifti, write_nifti_2d
+from data_prep.imageio import check_label_values, index_files, read_nifti, write_nifti_2d
 
 NAME = "acdc"
 DESCRIPTION = "ACDC cardiac cine MRI, ED and ES frames cut into 2D short-axis slices (RV, myocardium, LV)."
@@ -71,9 +71,17 @@ def parse_info(path: Path) -> dict[str, str]:
     return info
 
 
+def _find(folder: Path, name: str) -> Path:
+    """``folder / name``, matched case-insensitively (hidden files ignored); the exact path when absent."""
+    try:
+        return index_files(folder).get(name.lower(), folder / name)
+    except DataPrepError:
+        return folder / name
+
+
 def _frame_paths(folder: Path, frame: int) -> tuple[Path, Path]:
     stem = f"{folder.name}_frame{frame:02d}"
-    return folder / f"{stem}.nii.gz", folder / f"{stem}_gt.nii.gz"
+    return _find(folder, f"{stem}.nii.gz"), _find(folder, f"{stem}_gt.nii.gz")
 
 
 def _patient_folders(src: Path) -> list[tuple[Path, str | None]]:
@@ -107,7 +115,7 @@ def find_cases(src: Path, options) -> list[Case]:
         )
     cases = []
     for folder, split in folders:
-        info_path = folder / "Info.cfg"
+        info_path = _find(folder, "Info.cfg")
         try:
             info = parse_info(info_path)
         except DataPrepError:
@@ -159,7 +167,7 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
             truth missing (outside testing/), of another shape than its image, or with values outside 0..3.
     """
     folder = Path(case.extra["folder"])
-    info_path = folder / "Info.cfg"
+    info_path = _find(folder, "Info.cfg")
     info = parse_info(info_path)
     phase = case.extra["phase"]
     image_path, label_path = _frame_paths(folder, int(info[phase]))

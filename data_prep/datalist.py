@@ -12,7 +12,10 @@ A converter module defines:
 * ``convert_case(case: Case, out: Path, options) -> list[dict]``: writes the case's derived files under
   ``out`` and returns its datalist items (paths relative to ``out``). Items may carry the private keys
   ``_label_counts`` (``{label value: pixel count}``) and ``_size`` (``(height, width)``) for ``stats.json``;
-* optionally ``add_arguments(parser)`` for source-specific options.
+* optionally ``add_arguments(parser)`` for source-specific options;
+* optionally ``identifying_values(src, cases, options) -> set[str]``: identifying values (PatientName, PatientID,
+  ...) of the source's DICOM files, kept out of every output and log line (see :mod:`data_prep.deid`); it may
+  also refuse the source before any work (a modality the converter does not expect).
 
 The datalist (``datalist.json``) is Decathlon-style, so ``monai.data.load_decathlon_datalist`` reads it:
 top-level ``name``, ``description``, ``modality``, ``labels``, ``training``, ``validation``, ``testing``,
@@ -24,6 +27,7 @@ and ``annotated``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib
 import json
@@ -31,6 +35,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -38,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep import outdir
+from data_prep.deid import Scrubber
 from data_prep.errors import DataPrepError
 from data_prep.imageio import sha256_of
 
@@ -166,42 +173,116 @@ def assign_folds(cases: list[Case], folds: int, seed: int) -> dict[str, int]:
     return {c.case_id: fold_of[c.group] for c in cases}
 
 
+def _ignore_sigint() -> None:
+    """Pool initializer: Ctrl-C is the main process's to handle (one line, no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _convert_one(module_name: str, out: Path, options: Any, case: Case):
-    """Worker: convert one case; returns (items, provenance, None) or (None, None, error dict)."""
+    """Worker: convert one case; returns (items, provenance, None) or (None, None, error dict).
+
+    An error dict with ``"output": True`` is a failure to write the output (disk full, read-only): never a bad case.
+    """
     module = importlib.import_module(module_name)
     try:
         items = module.convert_case(case, out, options)
         provenance = [
-            {"role": role, "path": _display_path(path, options), "sha256": sha256_of(path)}
+            {"role": role, "path": _relative_to_src(path, options), "sha256": sha256_of(path)}
             for role, path in case.inputs.items()
         ]
         return items, provenance, None
     except DataPrepError as exc:
         return None, None, {"case_id": case.case_id, "file": exc.path, "problem": exc.problem, "fix": exc.fix}
+    except OSError as exc:
+        if exc.errno in outdir.NO_SPACE or _is_under(exc.filename, out) or _is_under(exc.filename2, out):
+            return None, None, {"case_id": case.case_id, "output": True, "errno": exc.errno,
+                                "strerror": exc.strerror or str(exc)}
+        file = exc.filename or case.first_input
+        return None, None, {"case_id": case.case_id, "file": str(file),
+                            "problem": f"cannot be read ({exc.strerror or exc})", "fix": "check the file"}
     except Exception as exc:  # a reader failing in a way the converter did not foresee
         problem = f"{type(exc).__name__}: {exc}"
         return None, None, {"case_id": case.case_id, "file": case.first_input, "problem": problem, "fix": ""}
 
 
-@functools.lru_cache(maxsize=8)
-def _resolved(folder: str) -> Path:
-    return Path(folder).resolve()
-
-
-def _display_path(path: str, options: Any) -> str:
+def _is_under(filename, folder: Path) -> bool:
+    if not filename:
+        return False
     try:
-        return str(Path(path).resolve().relative_to(_resolved(str(options.src))))
-    except ValueError:
-        return str(path)
+        return Path(os.path.abspath(os.fsdecode(filename))).is_relative_to(folder)
+    except (TypeError, ValueError):
+        return False
 
 
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / DATALIST_NAME).exists())):
-        raise DataPrepError(
-            out,
-            "exists and is not a data_prep output (it has no datalist.json)",
-            "choose an empty or new --out folder",
-        )
+def _relative_to_src(path: str, options: Any) -> str:
+    """``path`` relative to --src (POSIX), through symlinks; the path as given when it lies elsewhere."""
+    for base, target in ((os.path.abspath(options.src), os.path.abspath(path)),
+                         (os.path.realpath(options.src), os.path.realpath(path))):
+        if target.startswith(base + os.sep):
+            return Path(os.path.relpath(target, base)).as_posix()
+    return str(path)
+
+
+def validate_options(options: Any) -> None:
+    """Check every option with a range before any work starts; one line naming the option.
+
+    Raises:
+        DataPrepError: an option out of its range.
+    """
+    def bad(option: str, value, rule: str):
+        raise DataPrepError(None, f"{option} {value}: {rule}", f"pass a valid {option}")
+
+    val, test = getattr(options, "val_ratio", 0.0), getattr(options, "test_ratio", 0.0)
+    for option, value in (("--val-ratio", val), ("--test-ratio", test)):
+        if not (0.0 <= value < 1.0):  # also refuses NaN
+            bad(option, value, "must be at least 0 and below 1")
+    if val + test >= 1.0:
+        bad("--val-ratio", val, f"plus --test-ratio {test} must stay below 1 (nothing would be left for training)")
+    folds = getattr(options, "folds", None)
+    if folds is not None and folds < 2:
+        bad("--folds", folds, "must be at least 2 (and at most the number of training groups)")
+    max_size = getattr(options, "max_size", None)
+    if max_size is not None and max_size < 1:
+        bad("--max-size", max_size, "must be a positive number of pixels")
+    workers = getattr(options, "workers", 1)
+    if workers is None or workers < 1:
+        bad("--workers", workers, "must be at least 1")
+    if getattr(options, "seed", 0) < 0:
+        bad("--seed", options.seed, "must be 0 or more")
+
+
+DEFAULT_FOLDS = 3
+
+
+def _training_groups(cases: list[Case], options: Any) -> int:
+    split_of = assign_splits(cases, options.val_ratio, options.test_ratio, options.seed)
+    return len({c.group for c in cases if split_of[c.case_id] == "training"})
+
+
+def _check_folds(cases: list[Case], options: Any, after_skipping: bool = False) -> None:
+    """Refuse an explicit ``--folds`` above the number of training groups (the default adapts instead)."""
+    folds = getattr(options, "folds", None)
+    if folds is None:
+        return
+    groups = _training_groups(cases, options)
+    if folds > groups:
+        when = " after leaving out the bad cases" if after_skipping else ""
+        raise DataPrepError(None, f"--folds {folds}: the training split has only {groups} groups{when}",
+                            f"pass --folds between 2 and {groups}" if groups >= 2
+                            else "lower --val-ratio/--test-ratio or add cases")
+
+
+def _effective_folds(train_groups: int, options: Any) -> int:
+    """``--folds``, or the default (3) lowered to the number of training groups with a warning."""
+    folds = getattr(options, "folds", None)
+    if folds is not None:
+        return folds
+    if train_groups >= DEFAULT_FOLDS:
+        return DEFAULT_FOLDS
+    used = max(1, train_groups)
+    print(f"warning: the training split has only {train_groups} group(s): using {used} fold(s) instead of "
+          f"{DEFAULT_FOLDS}" + ("; cross-validation needs at least 2" if used < 2 else ""), file=sys.stderr)
+    return used
 
 
 def _stats(datalist: dict, items_meta: dict[str, dict], labels: dict[str, str], skipped: int) -> dict:
@@ -240,8 +321,10 @@ def _stats(datalist: dict, items_meta: dict[str, dict], labels: dict[str, str], 
 def convert(module_name: str, options: Any) -> dict:
     """Run one converter end to end and write ``datalist.json``, ``stats.json`` and ``provenance.json``.
 
-    Everything is written into a staging folder beside ``options.out`` that replaces it only when the
-    conversion succeeded, so an interrupted or failed run leaves no half-written output.
+    Options are checked first (:func:`validate_options`), then the folders (:mod:`data_prep.outdir`: ``--out``
+    must not overlap ``--src`` and may only hold data_prep's own files). Everything is written into a staging
+    folder beside ``options.out`` that replaces it only when the conversion succeeded, so an interrupted or
+    failed run leaves no half-written output.
 
     Args:
         module_name: the converter module, e.g. ``data_prep.isic``.
@@ -252,18 +335,31 @@ def convert(module_name: str, options: Any) -> dict:
         the datalist written.
 
     Raises:
-        DataPrepError: a bad input (without ``--skip-bad``) or a bad folder.
+        DataPrepError: a bad input (without ``--skip-bad``), a bad option or a bad folder.
+        OutputError: the output cannot be written (disk full, read-only folder).
     """
     started = time.perf_counter()
+    validate_options(options)
     module = importlib.import_module(module_name)
     src, out = Path(options.src), Path(options.out)
     if not src.is_dir():
         raise DataPrepError(src, "source folder not found", "pass the dataset's root folder with --src")
-    out = out.resolve()
-    _check_out_dir(out)
-    cases = module.find_cases(src, options)
+    outdir.check_src_out(src, out)
+    out = outdir.resolve(out, "--out")
+    outdir.check_replaceable(out)
+    try:
+        cases = module.find_cases(src, options)
+    except RecursionError as exc:
+        raise DataPrepError(src, "holds a symlink loop", "remove the looping symlink") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataPrepError(exc.filename or src, "is a symlink loop", "remove the looping symlink") from exc
+        raise DataPrepError(exc.filename or src, f"cannot be read ({exc.strerror})", "check --src") from exc
     if not cases:
         raise DataPrepError(src, f"no {module.NAME} cases found", "check --src and the expected layout in README")
+    identifying = getattr(module, "identifying_values", None)
+    scrub = Scrubber(identifying(src, cases, options) if identifying else set())
+    pseudonym_of = {c.case_id: c.group for c in cases}
 
     bad: list[dict] = []
     seen: dict[str, Case] = {}
@@ -273,8 +369,8 @@ def convert(module_name: str, options: Any) -> dict:
             duplicates.add(c.case_id)
             if not options.skip_bad:
                 raise DataPrepError(
-                    c.first_input,
-                    f"duplicate case id {c.case_id!r} (also {seen[c.case_id].first_input})",
+                    scrub.text(c.first_input),
+                    f"duplicate case id {c.case_id!r} (also {scrub.text(seen[c.case_id].first_input)})",
                     "remove one of the two files or use --skip-bad",
                 )
         seen[c.case_id] = c
@@ -285,19 +381,28 @@ def convert(module_name: str, options: Any) -> dict:
             if c.case_id in duplicates
         ]
         cases = [c for c in cases if c.case_id not in duplicates]
+    _check_folds(cases, options)
 
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    outdir.clean_stale(out)
+    staging = outdir.make_staging(out)
     try:
-        items_of, provenance = _run_workers(module_name, cases, staging, options, bad)
+        items_of, provenance = _run_workers(module_name, cases, staging, options, bad, scrub, pseudonym_of)
         datalist, items_meta = _build_datalist(module, cases, items_of, options)
-        write_json(datalist, staging / DATALIST_NAME)
-        write_json(_stats(datalist, items_meta, module.LABELS, len(bad)), staging / STATS_NAME)
-        write_json({"src": str(src), "cases": provenance}, staging / PROVENANCE_NAME)
-        if bad:
-            write_json(bad, staging / BAD_CASES_NAME)
-        _swap_in(staging, out)
+        provenance = {
+            cid: [{**p, "path": scrub.path(p["path"], pseudonym_of[cid])} for p in records]
+            for cid, records in provenance.items()
+        }
+        bad = [_scrubbed(b, scrub, pseudonym_of, options) for b in bad]
+        try:
+            write_json(datalist, staging / DATALIST_NAME)
+            write_json(_stats(datalist, items_meta, module.LABELS, len(bad)), staging / STATS_NAME)
+            write_json({"src": scrub.text(str(src)), "cases": provenance}, staging / PROVENANCE_NAME)
+            if bad:
+                write_json(bad, staging / BAD_CASES_NAME)
+            outdir.write_manifest(staging)
+        except OSError as exc:
+            raise outdir.output_error(exc, out) from exc
+        outdir.swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -311,7 +416,19 @@ def convert(module_name: str, options: Any) -> dict:
     return datalist
 
 
-def _run_workers(module_name, cases, staging, options, bad):
+def _scrubbed(error: dict, scrub: Scrubber, pseudonym_of: dict[str, str], options: Any, relative=True) -> dict:
+    """A bad-case record with no identifying value, its file relative to --src (or as given: ``relative=False``)."""
+    pseudonym = pseudonym_of.get(error["case_id"], "")
+    record = dict(error)
+    if record.get("file"):
+        file = _relative_to_src(record["file"], options) if relative else record["file"]
+        record["file"] = scrub.path(file, pseudonym)
+    record["problem"] = scrub.text(record.get("problem"), pseudonym)
+    record["fix"] = scrub.text(record.get("fix"), pseudonym)
+    return record
+
+
+def _run_workers(module_name, cases, staging, options, bad, scrub, pseudonym_of):
     from tqdm import tqdm
 
     work = functools.partial(_convert_one, module_name, staging, options)
@@ -319,15 +436,20 @@ def _run_workers(module_name, cases, staging, options, bad):
     items_of: dict[str, list[dict]] = {}
     provenance: dict[str, list[dict]] = {}
     bar = tqdm(total=len(cases), desc=f"converting {module_name.split('.')[-1]}", unit="case",
-               disable=len(cases) <= 5, file=sys.stderr, leave=False)
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+               disable=len(cases) <= 5 or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+    pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
+            if workers > 1 else None)
     try:
         results = pool.imap(work, cases, chunksize=4) if pool else map(work, cases)
         for case, (items, prov, error) in zip(cases, results, strict=True):
             bar.update()
+            if error is not None and error.get("output"):
+                exc = OSError(error["errno"], error["strerror"])
+                raise outdir.output_error(exc, Path(options.out).resolve())
             if error is not None:
                 if not options.skip_bad:
-                    raise DataPrepError(error["file"], error["problem"], error["fix"] or "or use --skip-bad")
+                    shown = _scrubbed(error, scrub, pseudonym_of, options, relative=False)
+                    raise DataPrepError(shown["file"], shown["problem"], shown["fix"] or "or use --skip-bad")
                 bad.append(error)
                 continue
             items_of[case.case_id] = items
@@ -344,16 +466,20 @@ def _build_datalist(module, cases, items_of, options):
     converted = [c for c in cases if c.case_id in items_of]
     if not converted:
         raise DataPrepError(options.src, "every case was bad; nothing to write", "see the errors above")
+    if len(converted) < len(cases):
+        _check_folds(converted, options, after_skipping=True)
     split_of = assign_splits(converted, options.val_ratio, options.test_ratio, options.seed)
     train_cases = [c for c in converted if split_of[c.case_id] == "training"]
-    fold_of = assign_folds(train_cases, options.folds, options.seed) if options.folds > 0 else {}
+    folds = _effective_folds(len({c.group for c in train_cases}), options)
+    fold_of = assign_folds(train_cases, folds, options.seed)
     datalist: dict[str, Any] = {
         "name": module.NAME,
         "description": module.DESCRIPTION,
         "modality": module.MODALITY,
         "labels": module.LABELS,
         "source": getattr(module, "SOURCE", module.NAME),
-        "created_with": {"converter": module.__name__, "version": _version(), "options": _options_record(options)},
+        "created_with": {"converter": module.__name__, "version": _version(),
+                         "options": {**_options_record(options), "folds": folds}},
         "training": [],
         "validation": [],
         "testing": [],
@@ -389,10 +515,3 @@ def _version() -> str:
         return "unknown"
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames, so ``out`` is always either the old or the new output."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)

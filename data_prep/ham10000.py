@@ -15,12 +15,11 @@ in one split and fold, and splits are stratified by ``dx``. There is no official
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from data_prep.datalist import Case
 from data_prep.errors import DataPrepError
-from data_prep.imageio import check_same_size
+from data_prep.imageio import check_same_size, index_files, list_files
 from data_prep.isic import IMAGE_SUFFIXES, open_source_image, read_lesion_mask, write_image, write_label
 
 NAME = "ham10000"
@@ -146,10 +145,8 @@ def list_images(folders: list[Path]) -> dict[str, list[Path]]:
     """image id -> the image files with that id across ``folders`` (more than one is a duplicate)."""
     found: dict[str, list[Path]] = {}
     for folder in folders:
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            path = Path(entry.path)
-            if entry.is_file() and not entry.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
-                found.setdefault(path.stem, []).append(path)
+        for path in list_files(folder, IMAGE_SUFFIXES):
+            found.setdefault(path.stem, []).append(path)
     return found
 
 
@@ -162,7 +159,8 @@ def find_cases(src: Path, options) -> list[Case]:
     metadata, image_dirs, mask_dir = locate(src, options)
     rows = read_metadata(metadata)
     images = list_images(image_dirs)
-    masks = {e.name: e.path for e in os.scandir(mask_dir) if e.is_file()}
+    masks = {name: str(path) for name, path in index_files(mask_dir, (".png",)).items()}
+    used: set[str] = set()
     cases = []
     for image_id in sorted(set(rows) | set(images)):
         row = rows.get(image_id)
@@ -181,14 +179,26 @@ def find_cases(src: Path, options) -> list[Case]:
         stratum = row["dx"] if row else None
         for path in images.get(image_id) or [None]:
             inputs = {"image": str(path)} if path else {}
-            mask = next((masks[p.format(image_id)] for p in MASK_PATTERNS if p.format(image_id) in masks), None)
+            names = [p.format(image_id).lower() for p in MASK_PATTERNS]
+            mask = next((masks[name] for name in names if name in masks), None)
             if mask:
                 inputs["label"] = mask
+                used.add(Path(mask).name.lower())
             elif path and "problem" not in extra:
                 expected = MASK_PATTERNS[0].format(image_id)
                 extra = {**extra, "problem": (str(path), f"image has no mask {expected} in {mask_dir}",
                                               "add the mask or remove the image")}
             cases.append(Case(case_id=image_id, inputs=inputs, group_id=lesion, stratum=stratum, extra=extra))
+    # a mask that no image or CSV row claims: most likely a renamed or lost image, so it is a bad case, not noise
+    for name in sorted(set(masks) - used):
+        stem = Path(masks[name]).stem
+        image_id = stem[: -len("_segmentation")] if stem.lower().endswith("_segmentation") else stem
+        if image_id in rows or image_id in images:
+            continue  # a second mask of a known image (e.g. both name patterns): the first pattern wins
+        problem = (masks[name], f"mask has no image {image_id}.* and no metadata row",
+                   "add the image and its row, or remove the mask")
+        cases.append(Case(case_id=f"orphan:{Path(masks[name]).name}", inputs={"label": masks[name]},
+                          extra={"problem": problem}))
     return cases
 
 

@@ -47,22 +47,201 @@ def open_image(path: str | Path) -> Image.Image:
     return img
 
 
+# files that operating systems and archivers leave beside data: never cases
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file name is hidden or system clutter (``.DS_Store``, macOS resource forks ``._x.png``, ...)."""
+    return name.startswith(".") or name.lower() in IGNORED_NAMES
+
+
+def list_files(folder: str | Path, suffixes: tuple[str, ...] = ()) -> list[Path]:
+    """The data files of a folder, sorted by name.
+
+    Hidden and system files (see :func:`is_hidden`) and sub-folders are skipped; ``suffixes`` (e.g. ``(".png",)``,
+    ``(".nii.gz",)``) are matched case-insensitively, so ``cmr5.PNG`` counts as a PNG.
+
+    Raises:
+        DataPrepError: the folder cannot be listed, or an entry is a symlink loop.
+    """
+    folder = Path(folder)
+    wanted = tuple(s.lower() for s in suffixes)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataPrepError(folder, f"cannot be listed ({exc.strerror})", "check the folder's permissions") from exc
+    found = []
+    for entry in entries:
+        if is_hidden(entry.name) or (wanted and not entry.name.lower().endswith(wanted)):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+        except OSError as exc:  # a symlink loop (ELOOP) or an entry removed while listing
+            raise DataPrepError(entry.path, f"cannot be opened ({exc.strerror})", "remove the broken symlink") from exc
+        found.append(Path(entry.path))
+    return found
+
+
+def index_files(folder: str | Path, suffixes: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Lower-case file name -> path for :func:`list_files`, for case-insensitive look-ups of expected names."""
+    return {p.name.lower(): p for p in list_files(folder, suffixes)}
+
+
+def check_finite(path: str | Path, array: np.ndarray) -> None:
+    """Raise a DataPrepError naming ``path`` when a float array holds NaN or infinite values."""
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise DataPrepError(path, f"holds {bad} non-finite values (NaN or infinity)",
+                            "repair or re-export the file, or use --skip-bad")
+
+
+def intensity_to_uint8(array: np.ndarray, path: str | Path) -> np.ndarray:
+    """Bring a grey or colour intensity array to 8 bits without clipping (the policy of every converter).
+
+    * 8-bit data is kept as it is;
+    * data of a wider type whose values already lie in 0..255 (8-bit data in a 16-bit container) is kept as it is;
+    * anything else (16-bit, 32-bit, float) is scaled linearly from its own minimum..maximum to 0..255 and rounded.
+      The range used is the image's actual one, not its type's: a 12-bit scan stored in 16 bits keeps its contrast.
+
+    Raises:
+        DataPrepError: the array holds NaN or infinite values.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    check_finite(path, array)
+    if array.size == 0:
+        return array.astype(np.uint8)
+    low, high = float(array.min()), float(array.max())
+    if low >= 0 and high <= 255 and np.array_equal(array, np.round(array)):
+        return array.astype(np.uint8)
+    if high == low:
+        return np.zeros(array.shape, dtype=np.uint8)
+    scaled = (array.astype(np.float64) - low) * (255.0 / (high - low))
+    return np.round(scaled).astype(np.uint8)
+
+
+def to_8bit(img: Image.Image, path: str | Path) -> Image.Image:
+    """An 8-bit ``L`` or ``RGB`` image with the same content as ``img`` (see :func:`intensity_to_uint8`).
+
+    Palette images go through their palette (a grey palette gives ``L``), alpha is dropped, 1-bit images become
+    0/255 and 16-bit, 32-bit and float images are scaled by their actual range, never clipped.
+    """
+    if img.mode in ("L", "RGB"):
+        return img
+    if img.mode in ("P", "PA"):
+        rgb = np.asarray(img.convert("RGB"))
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            return Image.fromarray(np.ascontiguousarray(rgb[..., 0]), mode="L")
+        return Image.fromarray(rgb, mode="RGB")
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode == "LA":
+        return img.getchannel("L")
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(intensity_to_uint8(np.asarray(img), path), mode="L")
+    return img.convert("RGB")  # RGBA, CMYK, YCbCr, LAB, HSV
+
+
 def read_rgb(path: str | Path) -> Image.Image:
-    """Open an image and convert it to 8-bit RGB (grey and palette images are expanded)."""
-    return open_image(path).convert("RGB")
+    """Open an image as 8-bit RGB (grey, palette and 16-bit images converted by :func:`to_8bit`)."""
+    return to_8bit(open_image(path), path).convert("RGB")
 
 
 def read_grey(path: str | Path) -> np.ndarray:
-    """Open an image as a 2D array; RGB images whose channels are all equal are accepted as grey."""
-    img = open_image(path)
-    if img.mode in ("RGB", "RGBA"):
-        arr = np.asarray(img.convert("RGB"))
+    """Open an intensity image as a 2D uint8 array (see :func:`to_8bit`); colour images are refused.
+
+    RGB images whose channels are all equal count as grey.
+
+    Raises:
+        DataPrepError: unreadable, colour, or holding non-finite values.
+    """
+    img = to_8bit(open_image(path), path)
+    if img.mode == "RGB":
+        arr = np.asarray(img)
         if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
             raise DataPrepError(path, "expected a single-channel image, got colour", "save it as greyscale")
         return arr[..., 0].copy()
-    if img.mode not in ("L", "P", "I", "I;16", "1"):
-        img = img.convert("L")
-    return np.asarray(img)
+    return np.asarray(img).copy()
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Open a mask or label map as a 2D integer array of its label values, in any bit depth.
+
+    * 1-bit masks give 0/1; 8-bit grey masks their values;
+    * 16-bit (or 32-bit) masks whose maximum is 65535 are full-scale binary masks and are brought to 8 bits
+      (``round(v / 257)``, so 0/65535 reads as 0/255); other wide masks keep their values (labels 0..K);
+    * palette masks give the grey level of their palette when the palette is grey, and their palette indices
+      (the usual class-index PNG) otherwise;
+    * RGB masks are accepted when their three channels are equal.
+
+    Raises:
+        DataPrepError: unreadable, colour, non-integer or non-finite mask.
+    """
+    img = open_image(path)
+    if img.mode == "1":
+        return np.asarray(img).astype(np.uint8)
+    if img.mode in ("P", "PA"):
+        indices = np.asarray(img.convert("P") if img.mode == "PA" else img)
+        palette = np.asarray(img.getpalette() or list(range(256)) * 3, dtype=np.uint8)
+        palette = np.pad(palette, (0, max(0, 768 - palette.size)))[:768].reshape(256, 3)
+        used = palette[np.unique(indices)]
+        if np.array_equal(used[:, 0], used[:, 1]) and np.array_equal(used[:, 0], used[:, 2]):
+            return palette[indices, 0]
+        return indices.copy()
+    if img.mode in ("RGB", "RGBA", "LA") or img.mode not in ("L", "F") and not img.mode.startswith("I"):
+        return read_grey(path)
+    arr = np.asarray(img)
+    if arr.dtype.kind == "f":
+        check_finite(path, arr)
+        if not np.array_equal(arr, np.round(arr)):
+            raise DataPrepError(path, "mask holds non-integer values", "save the mask with integer label values")
+        arr = arr.astype(np.int64)
+    if arr.dtype == np.uint8 or arr.size == 0:
+        return arr.copy()
+    high = int(arr.max())
+    if high == 65535 and int(arr.min()) >= 0:
+        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    if high <= 255 and int(arr.min()) >= 0:
+        return arr.astype(np.uint8)
+    return arr.astype(np.int64)
+
+
+def load_image(path: str | Path, role: str = "image") -> np.ndarray:
+    """Read a 2D image or label file the way data_prep does, for training and inference code to share.
+
+    PNG, JPEG, BMP and TIFF go through :func:`read_rgb`/:func:`read_grey` (images; 8-bit policy of
+    :func:`intensity_to_uint8`) or :func:`read_mask` (labels); NIfTI through :func:`read_nifti`, which refuses
+    non-finite voxels.
+
+    Args:
+        path: the file.
+        role: ``"image"`` (intensities) or ``"label"`` (class values).
+
+    Returns:
+        a channel-first array, rows before columns: (C, H, W) float32 for images (C = 1 grey, 3 colour; NIfTI values
+        as stored), (1, H, W) int64 for labels.
+
+    Raises:
+        DataPrepError: the file is missing, unreadable, colour where a label is expected or non-finite.
+    """
+    if role not in ("image", "label"):
+        raise ValueError(f"role must be 'image' or 'label', not {role!r}")
+    name = str(path).lower()
+    if name.endswith((".nii", ".nii.gz")):
+        data, _ = read_nifti(path)
+        data = np.squeeze(data)
+        if data.ndim != 2:
+            raise DataPrepError(path, f"expected a 2D image, got shape {data.shape}", "pass a 2D slice")
+        return (data[None].astype(np.int64) if role == "label" else data[None].astype(np.float32))
+    if role == "label":
+        return read_mask(path)[None].astype(np.int64)
+    img = to_8bit(open_image(path), path)
+    arr = np.asarray(img)
+    return (arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)).astype(np.float32)
 
 
 def check_label_values(path: str | Path, mask: np.ndarray, allowed: set[int]) -> None:
@@ -124,7 +303,7 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
         the voxel array (scaled by the header's slope and intercept when set) and the voxel sizes (pixdim).
 
     Raises:
-        DataPrepError: the file is missing, truncated or not NIfTI.
+        DataPrepError: the file is missing, truncated, not NIfTI, or holds NaN or infinite voxels.
     """
     import nibabel as nib
 
@@ -141,6 +320,7 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
             f"cannot be read as NIfTI ({type(exc).__name__}: {exc})",
             "re-download or remove the file, or use --skip-bad",
         ) from exc
+    check_finite(path, data)  # NaN voxels would pass conversion and poison training silently
     return data, zooms
 
 

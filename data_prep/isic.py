@@ -20,7 +20,6 @@ PNG with values 0/1 under ``labels/``; images are hard-linked (or copied) unchan
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data_prep.datalist import Case
 from data_prep.errors import DataPrepError
-from data_prep.imageio import check_same_size, link_or_copy, open_image, read_grey
+from data_prep.imageio import check_same_size, index_files, link_or_copy, list_files, open_image, read_mask, to_8bit
 
 NAME = "isic"
 DESCRIPTION = "ISIC dermoscopy lesion segmentation (2016, 2017, 2018 Task 1 or flat images/ + masks/). Binary masks."
@@ -99,27 +98,22 @@ def _split(folder: Folder) -> str | None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files of a data folder, sorted; superpixel PNGs, CSV, text and hidden files are skipped."""
-    found = []
-    for entry in os.scandir(folder):
-        path = Path(entry.path)
-        if entry.name.startswith(".") or not entry.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.stem.endswith(IGNORED_SUFFIXES):
-            continue
-        found.append(path)
-    return sorted(found)
+    """Image files of a data folder, sorted; superpixel PNGs, CSV, text and hidden files are skipped.
+
+    Extensions are matched case-insensitively (``ISIC_1.JPG`` is an image).
+    """
+    return [p for p in list_files(folder, IMAGE_SUFFIXES) if not p.stem.endswith(IGNORED_SUFFIXES)]
 
 
 def mask_index(folder: Path) -> dict[str, Path]:
-    """File name -> path of the PNGs in a ground-truth folder (one listing instead of a stat per image)."""
-    return {e.name: Path(e.path) for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(".png")}
+    """Lower-case file name -> path of the PNGs in a ground-truth folder (one listing instead of a stat per image)."""
+    return index_files(folder, (".png",))
 
 
 def find_mask(image_id: str, masks: dict[str, Path]) -> Path | None:
-    """The mask of ``image_id`` among ``masks`` (see :data:`MASK_PATTERNS`), or None."""
+    """The mask of ``image_id`` among ``masks`` (see :data:`MASK_PATTERNS`; names compared case-insensitively)."""
     for pattern in MASK_PATTERNS:
-        path = masks.get(pattern.format(image_id))
+        path = masks.get(pattern.format(image_id).lower())
         if path is not None:
             return path
     return None
@@ -128,8 +122,8 @@ def find_mask(image_id: str, masks: dict[str, Path]) -> Path | None:
 def mask_id(name: str) -> str:
     """The image id a mask file name belongs to (``ISIC_1_segmentation.png`` -> ``ISIC_1``)."""
     stem = name[:-4]
-    for suffix in ("_segmentation", "_Segmentation", "_mask"):
-        if stem.endswith(suffix):
+    for suffix in ("_segmentation", "_mask"):
+        if stem.lower().endswith(suffix):
             return stem[: -len(suffix)]
     return stem
 
@@ -158,11 +152,11 @@ def cases_of_folder(src: Path, folder: Folder, layout: Layout) -> list[Case]:
         mask = find_mask(image.stem, masks) if has_truth else None
         if mask is not None:
             inputs["label"] = str(mask)
-            used.add(mask.name)
+            used.add(mask.name.lower())
         cases.append(Case(case_id=image.stem, inputs=inputs, split=split, extra=extra))
     images = {c.case_id: c.inputs.get("label") for c in cases}
     for name in sorted(set(masks) - used):
-        image_id = mask_id(name)
+        image_id = mask_id(masks[name].name)
         orphan = {"layout": layout.name, "orphan_mask": image_id, "paired_with": images.get(image_id)}
         # a second mask of a paired image gets its own (failing) case instead of a confusing duplicate id
         case_id = image_id if image_id not in images else name
@@ -182,7 +176,7 @@ def find_cases(src: Path, options) -> list[Case]:
             if (src / folder.data).is_dir():
                 cases += cases_of_folder(src, folder, layout)
     if not cases:
-        present = sorted(p.name for p in src.iterdir() if not p.name.startswith("."))[:8]
+        present = [p.name for p in list_files(src)][:8] + sorted(p.name for p in src.iterdir() if p.is_dir())[:8]
         raise DataPrepError(
             src,
             f"no ISIC images found (it holds {present or 'nothing'})",
@@ -194,7 +188,8 @@ def find_cases(src: Path, options) -> list[Case]:
 def binary_lesion_mask(path: str | Path, mask: np.ndarray) -> np.ndarray:
     """Binarise a lesion mask as ISIC defines it (> 127 is lesion), refusing masks that are not binary masks.
 
-    Accepted: 0/255 masks; 0/1 masks (1 is lesion); and 0/255 masks with grey values on the lesion's edge, as
+    Accepted: 0/255 masks (16-bit 0/65535 masks read as 0/255, see :func:`data_prep.imageio.read_mask`); 0/1 masks
+    (1 is lesion); and 0/255 masks with grey values on the lesion's edge, as
     resizing with anti-aliasing leaves them (a grey pixel must lie within ``max(2, 1 %`` of the long side) pixels of
     the thresholded edge). Grey values away from the edge mean a label map of several classes or a wrong file.
 
@@ -249,8 +244,8 @@ def _dilate(binary: np.ndarray, radius: int) -> np.ndarray:
 
 
 def read_lesion_mask(path: str | Path) -> np.ndarray:
-    """Read a lesion mask file as a 0/1 uint8 array (see :func:`binary_lesion_mask`)."""
-    return binary_lesion_mask(path, read_grey(path))
+    """Read a lesion mask file in any bit depth as a 0/1 uint8 array (see :func:`binary_lesion_mask`)."""
+    return binary_lesion_mask(path, read_mask(path))
 
 
 def target_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int]:
@@ -317,7 +312,7 @@ def write_image(
         rel = f"images/{case_id}{Path(src).suffix.lower()}"
         link_or_copy(src, out / rel)
         return rel, size
-    image = image.convert("RGB")  # grey, palette or RGBA: give every bundle 3 channels
+    image = to_8bit(image, src).convert("RGB")  # grey, palette, 16-bit or RGBA: give every bundle 3 channels
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.Resampling.LANCZOS)
     rel = f"images/{case_id}.png"

@@ -21,8 +21,13 @@ polygon or the outline passes through it (PIL rounds fractional vertices).
 
 De-identification: the NIfTI files hold only the pixel values and the spacing (PixelSpacing); no DICOM
 header field is copied. Case and group ids are pseudonyms (``sb`` + 8 hex digits of a salted sha256 of
-the DICOM folder name), never PatientName or PatientID. provenance.json keeps source paths relative to
---src, i.e. the dataset's own folder names (``SCD0000101``), which are public dataset ids.
+the DICOM folder name), never PatientName or PatientID. provenance.json and bad_cases.json keep source
+paths relative to --src, with every path component that equals or contains an identifying value of the
+DICOM files (PatientName, PatientID, AccessionNumber, ..., see :mod:`data_prep.deid`) replaced by the
+case's pseudonym; error lines get the same treatment.
+
+Modality: every DICOM must say ``Modality`` MR; another modality (a CT series in the wrong folder) is
+refused before any work with one line naming the file, unless ``--allow-modality`` is given.
 """
 
 from __future__ import annotations
@@ -32,13 +37,15 @@ import hashlib
 import math
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from data_prep.datalist import Case
+from data_prep.deid import Scrubber, dicom_identifiers
 from data_prep.errors import DataPrepError
-from data_prep.imageio import write_nifti_2d
+from data_prep.imageio import index_files, list_files, write_nifti_2d
 
 NAME = "sunnybrook"
 DESCRIPTION = "Sunnybrook Cardiac Data cine MRI with manual LV contours, as de-identified 2D slices (myocardium, LV)."
@@ -48,7 +55,38 @@ SOURCE = "Sunnybrook Cardiac Data, Radau et al., MIDAS Journal 2009"
 
 LV, MYO = 3, 2
 PSEUDONYM_SALT = "medseg-sunnybrook-v1"
-_CONTOUR = re.compile(r"^IM-(\d{4})-(\d{4})-([io])contour-manual\.txt$")
+EXPECTED_MODALITY = "MR"
+_CONTOUR = re.compile(r"^IM-(\d{4})-(\d{4})-([io])contour-manual\.txt$", re.IGNORECASE)
+
+
+def add_arguments(parser) -> None:
+    """``--allow-modality``: convert DICOM files whose Modality is not MR."""
+    parser.add_argument("--allow-modality", action="store_true",
+                        help=f"convert DICOM files whose Modality is not {EXPECTED_MODALITY} (refused by default)")
+
+
+def identifying_values(src: Path, cases: list, options) -> set[str]:
+    """Identifying values of the DICOM files under the cases' DICOM folders; checks their Modality on the way.
+
+    Every ``.dcm`` file of each DICOM folder is read (header only), not only the contoured ones: a folder
+    name is compared with the identity of everything in it.
+
+    Raises:
+        DataPrepError: a DICOM whose Modality is not MR, without ``--allow-modality``.
+    """
+    values: set[str] = set()
+    folders = sorted({str(Path(c.inputs["image"]).parent) for c in cases if "image" in c.inputs})
+    for folder in folders:
+        if not Path(folder).is_dir():
+            continue
+        for path in list_files(folder, (".dcm",)):
+            found, modality = dicom_identifiers(path)
+            values |= found
+            if modality and modality != EXPECTED_MODALITY and not getattr(options, "allow_modality", False):
+                shown = Scrubber(found).path(str(path), "<patient>")
+                raise DataPrepError(shown, f"Modality is {modality}, but the sunnybrook converter expects "
+                                    f"{EXPECTED_MODALITY} (cine MRI)", "check --src, or pass --allow-modality")
+    return values
 
 
 def pseudonym(dicom_folder: str) -> str:
@@ -102,20 +140,21 @@ def find_cases(src: Path, options) -> list[Case]:
             continue
         contours: dict[int, dict[str, str]] = {}
         for kind in ("i", "o"):
-            for path in sorted((contour_dir / f"{kind}-contours").glob("*.txt")):
+            folder = contour_dir / f"{kind}-contours"
+            for path in list_files(folder, (".txt",)) if folder.is_dir() else []:
                 match = _CONTOUR.match(path.name)
-                if match and match.group(3) == kind:
+                if match and match.group(3).lower() == kind:
                     contours.setdefault(int(match.group(2)), {})[f"{kind}_contour"] = str(path)
         group = pseudonym(dicom_folder)
+        dicom_dir = src / "dicoms" / dicom_folder
+        dicoms = index_files(dicom_dir, (".dcm",)) if dicom_dir.is_dir() else {}
         for number in sorted(contours):
-            cases.append(
-                Case(
-                    case_id=f"{group}_im{number:04d}",
-                    group_id=group,
-                    inputs={"image": str(src / "dicoms" / dicom_folder / f"{number}.dcm"), **contours[number]},
-                )
-            )
-    unlisted = sorted(p.name for p in (src / "contourfiles").glob("*") if p.is_dir() and p.name not in listed)
+            image = dicoms.get(f"{number}.dcm", dicom_dir / f"{number}.dcm")  # reported missing by convert_case
+            inputs = {"image": str(image), **contours[number]}
+            cases.append(Case(case_id=f"{group}_im{number:04d}", group_id=group, inputs=inputs))
+    contour_root = src / "contourfiles"
+    unlisted = sorted(p.name for p in (contour_root.iterdir() if contour_root.is_dir() else [])
+                      if p.is_dir() and not p.name.startswith(".") and p.name not in listed)
     if unlisted:
         print(f"warning: {src / 'link.csv'} does not list contour folders {unlisted}; they are left out",
               file=sys.stderr)
@@ -141,15 +180,17 @@ def read_dicom_pixels(path: Path) -> tuple[np.ndarray, list[float]]:
     from pydicom.pixels import apply_modality_lut
 
     try:
-        ds = pydicom.dcmread(path)
-        pixels = apply_modality_lut(ds.pixel_array, ds)
+        with warnings.catch_warnings():  # invalid-VR warnings of real exports would flood the one-line log
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            pixels = apply_modality_lut(ds.pixel_array, ds)
+            spacing = ds.get("PixelSpacing")
     except Exception as exc:  # pydicom raises InvalidDicomError, AttributeError, ValueError... for bad files
         raise DataPrepError(
             path, f"cannot be read as a DICOM image ({type(exc).__name__}: {exc})", "restore the file or use --skip-bad"
         ) from exc
     if pixels.ndim != 2:
         raise DataPrepError(path, f"expected one 2D image, got pixel data of shape {pixels.shape}", "")
-    spacing = ds.get("PixelSpacing")
     if not spacing or len(spacing) != 2 or not all(float(s) > 0 for s in spacing):
         raise DataPrepError(path, f"PixelSpacing is missing or invalid ({spacing!r})", "restore the original DICOM")
     if pixels.dtype.kind in "iub" and pixels.min() >= -32768 and pixels.max() <= 32767:

@@ -13,7 +13,7 @@ Contour points are (x = column, y = row) pixel coordinates in steps of 0.5.
 
 The DICOM files are written with pydicom (MR Image Storage, explicit VR little endian, 16-bit signed or
 8-bit pixels) and carry fake but recognisable identifying values (PatientName, PatientID,
-PatientBirthDate, InstitutionName, see :func:`identity`) so that de-identification can be tested.
+PatientBirthDate, InstitutionName, AccessionNumber, see :func:`identity`) so that de-identification can be tested.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def identity(index: int, seed: int) -> dict[str, str]:
         "PatientID": f"MRN{seed % 1000:03d}{7301 + index:05d}",
         "PatientBirthDate": f"19{40 + (7 * index + seed) % 50:02d}{1 + index % 12:02d}{10 + index % 18:02d}",
         "InstitutionName": "Phantom General Hospital",
+        "AccessionNumber": f"ACC{seed % 100:02d}{4410 + index:06d}",
     }
 
 

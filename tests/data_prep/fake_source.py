@@ -1,7 +1,7 @@
 """A minimal converter used to test the driver in data_prep/datalist.py on its own.
 
 Source layout: ``SRC/<group>__<case>.txt`` holding a small integer grid; a line ``BAD`` makes the case fail and
-``INTERRUPT`` raises KeyboardInterrupt (a user's Ctrl-C).
+``INTERRUPT`` raises KeyboardInterrupt (a user's Ctrl-C); ``SLEEP`` waits 60 s (a run to kill or interrupt).
 """
 
 from pathlib import Path
@@ -29,6 +29,10 @@ def find_cases(src: Path, options) -> list[Case]:
 
 def convert_case(case: Case, out: Path, options) -> list[dict]:
     text = Path(case.inputs["image"]).read_text()
+    if "SLEEP" in text:
+        import time
+
+        time.sleep(60)
     if "INTERRUPT" in text:
         raise KeyboardInterrupt
     if "BAD" in text:

@@ -130,6 +130,6 @@ def test_bad_input_is_reported_and_can_be_skipped(raw, tmp_path, capsys, breaker
     assert not (out / "datalist.json").exists()
     assert main(["cardiac-png", "--src", str(src), "--out", str(out), "--skip-bad"]) == 0
     bad = json.loads((out / "bad_cases.json").read_text())
-    assert [(b["case_id"], b["file"]) for b in bad] == [("cmr2", str(bad_file))]
+    assert [(b["case_id"], b["file"]) for b in bad] == [("cmr2", bad_file.relative_to(src).as_posix())]
     _, items = _all_items(out)
     assert "cmr2" not in {i["case_id"] for i in items} and len(items) == 19

@@ -15,7 +15,7 @@ FAKE = "tests.data_prep.fake_source"
 
 
 def _options(src, out, **kw):
-    opts = dict(src=str(src), out=str(out), folds=3, val_ratio=0.2, test_ratio=0.1, seed=0, max_size=None,
+    opts = dict(src=str(src), out=str(out), folds=None, val_ratio=0.2, test_ratio=0.1, seed=0, max_size=None,
                 workers=1, skip_bad=False)
     opts.update(kw)
     return argparse.Namespace(**opts)
@@ -165,10 +165,21 @@ def test_rerun_over_existing_output_replaces_it(tmp_path):
     src = _make_src(tmp_path / "src")
     out = tmp_path / "out"
     convert(FAKE, _options(src, out))
-    (out / "stale.txt").write_text("from an earlier run")
+    (src / "g00__c000.txt").unlink()  # a case gone since: its derived files must go too
     convert(FAKE, _options(src, out, seed=1))
-    assert not (out / "stale.txt").exists()
+    assert not (out / "images" / "c000.png").exists()
     assert json.loads((out / "datalist.json").read_text())["created_with"]["options"]["seed"] == 1
+
+
+def test_a_user_file_inside_an_earlier_output_is_never_deleted(tmp_path):
+    src = _make_src(tmp_path / "src")
+    out = tmp_path / "out"
+    convert(FAKE, _options(src, out))
+    (out / "images" / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(DataPrepError, match="did not write: images/notes.txt"):
+        convert(FAKE, _options(src, out, seed=1))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_a_foreign_output_folder_is_refused(tmp_path):

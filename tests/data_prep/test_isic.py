@@ -120,9 +120,11 @@ def test_same_seed_gives_byte_identical_output_and_rerun_replaces_it(phantom, co
     assert convert(capsys, "isic", "--src", phantom, "--out", out)[0] == 0
     first = tree(out)
     assert first == tree(converted)
-    (out / "images" / "stale.png").write_bytes(b"left from an older run")
     assert convert(capsys, "isic", "--src", phantom, "--out", out)[0] == 0  # re-run over an existing output
     assert tree(out) == first
+    (out / "images" / "stale.png").write_bytes(b"not written by data_prep")
+    code, err = convert(capsys, "isic", "--src", phantom, "--out", out)
+    assert code == 2 and "images/stale.png" in err and (out / "images" / "stale.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folder left behind
 
 

@@ -1,5 +1,5 @@
 """Cardiac clinical read-outs: per-patient ventricular volumes, stroke volume, ejection fraction, myocardial mass,
-and their agreement with the expert's (Bland-Altman, correlation, mean absolute error). See ``docs/metrics.md``."""
+and their agreement with the expert's (Bland-Altman, correlation, mean absolute error). See ``docs/clinical.md``."""
 
 from medseg.clinical.agreement import agreement, bland_altman_figure
 from medseg.clinical.indices import (

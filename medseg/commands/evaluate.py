@@ -29,6 +29,10 @@ class GroundTruthCase:
     image: Path | None = None
     spacing: tuple[float, float] | None = None
     annotated: list[int] | None = None
+    patient: str | None = None  # group_id
+    phase: str | None = None  # ED / ES (cardiac cine)
+    slice: int | None = None
+    slice_thickness: float | None = None  # distance between slice centres (mm)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", type=int, default=3, help="number of best and of worst cases to show")
     parser.add_argument(
         "--allow-missing", action="store_true", help="score the cases that have a prediction and list the others"
+    )
+    parser.add_argument(
+        "--slice-thickness",
+        type=float,
+        metavar="MM",
+        help="distance between short-axis slices (mm) for the cardiac volumes, where the items record none",
     )
 
 
@@ -102,6 +112,7 @@ def ground_truth_cases(args: argparse.Namespace) -> tuple[list[GroundTruthCase],
                 raise EvaluateError(f"{gt}: case id {case_id!r} appears twice in {args.section!r}; regenerate it")
             seen.add(case_id)
             spacing = item.get("spacing")
+            thickness = item.get("slice_thickness") or (spacing[2] if spacing and len(spacing) == 3 else None)
             cases.append(
                 GroundTruthCase(
                     case_id=case_id,
@@ -109,6 +120,10 @@ def ground_truth_cases(args: argparse.Namespace) -> tuple[list[GroundTruthCase],
                     image=Path(item["image"]) if isinstance(item.get("image"), str) else None,
                     spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,
                     annotated=[int(v) for v in item["annotated"]] if item.get("annotated") is not None else None,
+                    patient=str(item["group_id"]) if item.get("group_id") is not None else None,
+                    phase=str(item["phase"]).upper() if item.get("phase") else None,
+                    slice=int(item["slice"]) if item.get("slice") is not None else None,
+                    slice_thickness=float(thickness) if thickness else None,
                 )
             )
         return cases, labels
@@ -239,7 +254,38 @@ def evaluate(args: argparse.Namespace) -> dict:
     unmatched = [case_id for case_id in preds if case_id not in known]
     if unmatched:  # e.g. predictions of every split scored against one datalist section: noted, not scored
         context["predictions_without_ground_truth"] = len(unmatched)
-    return write_report(args.out, scores, load_case, case_info, n_examples=args.examples, context=context)
+    clinical = clinical_readout_of(cases, scored, gts, pred_maps, spacings, labels, args.slice_thickness, context)
+    return write_report(
+        args.out, scores, load_case, case_info, n_examples=args.examples, context=context, clinical=clinical
+    )
+
+
+def clinical_readout_of(cases, scored, gts, pred_maps, spacings, labels, slice_thickness, context):
+    """The cardiac read-out (volumes, EF, mass, agreement) when the datalist has ED/ES phases; else None.
+
+    Every ``(patient, phase)`` stack of the datalist section is expected whole: slices without a prediction (with
+    ``--allow-missing``) leave that frame's predicted volumes out, with a note, rather than under-counting them.
+    """
+    if not any(c.phase in ("ED", "ES") and c.patient is not None and c.slice is not None for c in cases):
+        return None
+    from medseg.clinical import CardiacLabels, SliceMask, clinical_readout
+
+    structures = CardiacLabels.from_names(labels)
+    if structures is None:
+        context["clinical"] = "not computed: the labels do not name right ventricle, myocardium and left ventricle"
+        return None
+    expected: dict[tuple[str, str], set[int]] = {}
+    for c in cases:
+        if c.phase and c.patient is not None and c.slice is not None:
+            expected.setdefault((c.patient, c.phase), set()).add(c.slice)
+    predicted, expert = [], []
+    for i, c in enumerate(scored):
+        if not (c.phase and c.patient is not None and c.slice is not None):
+            continue
+        thickness = c.slice_thickness or slice_thickness
+        for masks, out in ((pred_maps, predicted), (gts, expert)):
+            out.append(SliceMask(c.patient, c.phase, c.slice, masks[i], spacings[i], thickness, c.annotated))
+    return clinical_readout(predicted, expert, structures, expected)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -258,5 +304,15 @@ def run(args: argparse.Namespace) -> int:
     print("  ".join(f"{k} {metrics[k]:.4f}" for k in shown if metrics.get(k) is not None))
     if summary["missing_cases"]:
         print(f"missing predictions (not scored): {', '.join(summary['missing_cases'])}")
+    clinical = summary.get("clinical")
+    if clinical and clinical["agreement"]:
+        shown = [(i, r) for i, r in clinical["agreement"].items() if r["n"] and i in ("LV_EF", "RV_EF", "LV_mass")]
+        print("clinical MAE: " + "  ".join(f"{i} {r['mae']:.2f} {r['unit']} (n={r['n']})" for i, r in shown))
+    if clinical:
+        print(f"clinical indices of {clinical['n_patients']} patients in {args.out}/clinical.csv")
+        for patient, entry in clinical["patients"].items():
+            for source in ("predicted", "expert"):
+                for note in entry.get(f"{source}_notes", []):
+                    print(f"clinical: patient {patient} ({source}) {note}")
     print(f"scored {summary['n_cases']} cases in {time.perf_counter() - started:.1f}s; report in {args.out}")
     return 0

@@ -33,7 +33,8 @@ def size_divisor(network: nn.Module) -> int:
 
     Args:
         network: a MONAI ``FlexibleUNet``, ``UNet``, ``AttentionUnet``, ``DynUNet``, ``BasicUNet``, ``SegResNet``
-            or ``SwinUNETR``, possibly wrapped in DataParallel.
+            or ``SwinUNETR``, or medseg's ``FPN`` (32), ``UNet3Plus`` (16 for five levels), ``CourseworkUNet`` (8 for
+            three stages), ``DeepLabV3`` / ``DeepLabV3Plus`` (the output stride), possibly wrapped in DataParallel.
 
     Returns:
         e.g. 32 for a 5-level FlexibleUNet, ``2 ** levels`` for a UNet with stride 2 per level.
@@ -42,6 +43,11 @@ def size_divisor(network: nn.Module) -> int:
         TypeError: for a network whose downsampling this function does not know.
     """
     from monai.networks import nets
+
+    from medseg.networks.coursework_unet import CourseworkUNet
+    from medseg.networks.deeplab import DeepLabV3, DeepLabV3Plus
+    from medseg.networks.fpn import FPN
+    from medseg.networks.unet3plus import UNet3Plus
 
     inner = getattr(network, "module", None)
     model = inner if isinstance(inner, nn.Module) else network
@@ -57,6 +63,12 @@ def size_divisor(network: nn.Module) -> int:
         return 2 ** (len(model.blocks_down) - 1)
     if isinstance(model, nets.SwinUNETR):
         return 32
+    if isinstance(model, FPN):
+        return 32  # the encoder's output stride, as segmentation_models_pytorch requires
+    if isinstance(model, (UNet3Plus, CourseworkUNet)):
+        return model.divisor
+    if isinstance(model, (DeepLabV3, DeepLabV3Plus)):
+        return model.output_stride  # any size runs (the output is resized); multiples align features with pixels
     raise TypeError(
         f"size_divisor does not know how {type(model).__name__} downsamples; pass the factor (the product of its "
         "strides) to DivisiblePadd(k=...) yourself."

@@ -85,6 +85,7 @@ def write_report(
     n_examples: int = 3,
     title: str = "Segmentation evaluation",
     context: Mapping[str, object] | None = None,
+    clinical=None,
 ) -> dict:
     """Write the full report for ``scores`` into ``out_dir`` (replacing a previous report there).
 
@@ -97,6 +98,9 @@ def write_report(
         n_examples: number of best and of worst cases shown.
         title: the report's heading.
         context: extra facts recorded in ``summary.json`` and shown in the report (sources, options).
+        clinical: a :class:`medseg.clinical.ClinicalReadout` (cardiac volumes, EF, mass and their agreement with the
+            expert's): written to ``clinical.csv``, ``figures/bland_altman.png``, ``summary.json`` under
+            ``"clinical"`` and the report's tables.
 
     Returns:
         the summary written to ``summary.json``.
@@ -147,6 +151,9 @@ def write_report(
                     figures.overlay_figure(image, gt, pred, fg, caption, staging / "figures" / name)
                     examples.append({"kind": kind, "case_id": case_id, "figure": f"figures/{name}", "caption": caption})
         summary["examples"] = examples
+        if clinical is not None:
+            files = clinical.write(staging)
+            summary["clinical"] = {**clinical.summary(), "files": files}
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (staging / "report.md").write_text(_markdown(summary, title))
         (staging / "report.html").write_text(_html(summary, title))
@@ -183,8 +190,36 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             [n, ", ".join(str(v) for v in g["values"]), _fmt(g["iou"])] for n, g in summary["merged_classes"].items()
         ]
         tables.append(("Merged classes", ["group", "label values", "IoU"], rows))
+    if summary.get("clinical"):
+        tables += _clinical_tables(summary["clinical"])
     if summary["context"]:
         tables.append(("Run", ["item", "value"], [[str(k), str(v)] for k, v in summary["context"].items()]))
+    return tables
+
+
+def _clinical_tables(clinical: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Agreement per index (when there is expert data) and the indices per patient, with what was left out."""
+    from medseg.clinical import INDICES, unit
+
+    tables = []
+    if clinical["agreement"]:
+        header = ["index", "patients", "expert mean", "predicted mean", "bias (pred - expert)", "95% limits",
+                  "Pearson r", "MAE"]
+        rows = []
+        for index, row in clinical["agreement"].items():
+            limits = "–" if row["loa_lower"] is None else f"{row['loa_lower']:.2f} to {row['loa_upper']:.2f}"
+            rows.append([f"{index} ({row['unit']})", str(row["n"]), _fmt(row["expert_mean"], 2),
+                         _fmt(row["predicted_mean"], 2), _fmt(row["mean_difference"], 2), limits,
+                         _fmt(row["pearson_r"], 3), _fmt(row["mae"], 2)])
+        tables.append(("Clinical indices: agreement with the expert", header, rows))
+    header = ["patient", "source", *[f"{i} ({unit(i)})" for i in INDICES], "left out because"]
+    rows = []
+    for patient, entry in clinical["patients"].items():
+        for source in ("predicted", "expert"):
+            if source in entry:
+                values = [_fmt(entry[source].get(i), 1) for i in INDICES]
+                rows.append([patient, source, *values, "; ".join(entry[f"{source}_notes"])])
+    tables.append(("Clinical indices per patient", header, rows))
     return tables
 
 
@@ -206,6 +241,8 @@ def _markdown(summary: dict, title: str) -> str:
         lines.append("")
     lines += ["## Figures", "", "![class pixel frequencies](figures/class_frequency.png)", ""]
     lines += ["![per-case score histograms](figures/score_histograms.png)", ""]
+    if "figures/bland_altman.png" in summary.get("clinical", {}).get("files", []):
+        lines += ["![Bland-Altman plots of the clinical indices](figures/bland_altman.png)", ""]
     if summary["examples"]:
         lines += ["## Best and worst cases", ""]
         for example in summary["examples"]:
@@ -234,6 +271,8 @@ def _html(summary: dict, title: str) -> str:
         '<img src="figures/class_frequency.png" alt="class pixel frequencies">',
         '<img src="figures/score_histograms.png" alt="per-case score histograms">',
     ]
+    if "figures/bland_altman.png" in summary.get("clinical", {}).get("files", []):
+        parts.append('<img src="figures/bland_altman.png" alt="Bland-Altman plots of the clinical indices">')
     if summary["examples"]:
         parts.append("<h2>Best and worst cases</h2>")
         for example in summary["examples"]:

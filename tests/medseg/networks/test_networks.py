@@ -20,7 +20,18 @@ from monai.networks.nets import DynUNet, FlexibleUNet, UNet
 from monai.networks.utils import convert_to_torchscript
 
 import medseg.networks as networks
-from medseg.networks import load_encoder_weights, size_divisor
+from medseg.bundle.errors import BundleInputError
+from medseg.bundle.sizes import check_spatial_size
+from medseg.networks import (
+    FPN,
+    CourseworkUNet,
+    DeepLabV3,
+    DeepLabV3Plus,
+    StackedDeepSupervisionLoss,
+    UNet3Plus,
+    load_encoder_weights,
+    size_divisor,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,6 +56,7 @@ class NetworkCase:
     # how MONAI's ckpt_export must be told to export it: "script" (its default), "trace" (--use_trace True) or
     # "trace_fixed_size" (a trace that only holds for the input size it was traced with)
     export: str = "script"
+    any_size: bool = False  # the network takes any input size (it resizes its output), not only multiples
 
 
 def _dynunet_deep_supervision() -> DynUNet:
@@ -99,6 +111,20 @@ CASES = [
         2,
         export="trace_fixed_size",
     ),
+    # the networks of the published comparisons (medseg.networks), in small configurations
+    NetworkCase("fpn_tv_resnet34", lambda: FPN(3, 2, "tv_resnet34"), 3, 2),
+    NetworkCase("fpn_mobilenet_v2", lambda: FPN(3, 2, "mobilenet_v2"), 3, 2),
+    NetworkCase("deeplabv3_resnet18", lambda: DeepLabV3(2, 1, 4, backbone="resnet18"), 1, 4, any_size=True),
+    NetworkCase("deeplabv3plus_resnet34", lambda: DeepLabV3Plus(2, 1, 4, backbone="resnet34"), 1, 4, any_size=True),
+    NetworkCase(
+        "unet3plus_deep_supervision",
+        lambda: UNet3Plus(2, 1, 4, filters=(8, 16, 32, 64, 128), deep_supervision=True),
+        in_channels=1,
+        out_channels=4,
+        deep_supervision=4,
+    ),
+    NetworkCase("unet3plus_3to2", lambda: UNet3Plus(2, 3, 2, filters=(8, 16, 32, 64)), 3, 2),
+    NetworkCase("coursework_unet", lambda: CourseworkUNet(2, 1, 4, channels=(8, 16, 32, 64)), 1, 4),
 ]
 
 
@@ -171,6 +197,19 @@ class TestNetwork:
             output = built.network(padded)[..., before[0] : before[0] + odd[0], before[1] : before[1] + odd[1]]
         assert output.shape == (2, built.case.out_channels, *odd)
         assert torch.isfinite(output).all()
+
+    def test_odd_input_size_runs_or_names_the_rule(self, built):
+        """Unpadded odd sizes: networks that resize their output take them; the others refuse in one line."""
+        image = _input(built.case, (67, 93))
+        if built.case.any_size:
+            with torch.no_grad():
+                assert built.network(image).shape == (2, built.case.out_channels, 67, 93)
+        elif isinstance(built.network, (FPN, UNet3Plus, CourseworkUNet)):  # medseg's networks check their input
+            with pytest.raises(ValueError, match=rf"needs height and width that are multiples of {size_divisor(built.network)}, got 67x93; pad with DivisiblePadd"):  # noqa: E501
+                built.network(image)
+        else:  # MONAI's networks fail inside; bundles check spatial_size first (check_spatial_size)
+            with pytest.raises(RuntimeError):
+                built.network(image)
 
     def test_state_dict_round_trip(self, built, tmp_path):
         torch.save(built.network.state_dict(), tmp_path / "net.pt")
@@ -402,3 +441,125 @@ def test_registered_backbones():
     for name in ("mobilenet_v2", "tv_resnet18", "tv_resnet34", "tv_resnet50"):
         assert name in FLEXUNET_BACKBONE.register_dict
     assert FLEXUNET_BACKBONE.register_dict["mobilenet_v2"]["type"] is networks.MobileNetV2Encoder
+
+
+# ---------------------------------------------------------------- the networks of the published comparisons
+
+
+def _n_parameters(network: torch.nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())
+
+
+def test_unet3plus_reference_parameter_count():
+    """The paper's Table 1: UNet 3+ (VGG-16-like encoder, filters 64..1024) has 26.97 M parameters.
+
+    Reference setting reproduced: 3 input channels, 1 output channel (the paper's binary liver/spleen task), no deep
+    supervision heads and no classification-guided module (those add 19,910 parameters here and are not counted in
+    the paper's figure, which is the authors' plain ``UNet_3Plus``).
+    """
+    network = UNet3Plus(2, 3, 1, filters=(64, 128, 256, 512, 1024))
+    assert round(_n_parameters(network) / 1e6, 2) == 26.97
+    assert _n_parameters(network) == 26_971_777
+    extended = UNet3Plus(2, 3, 1, deep_supervision=True, classification_guided=True)
+    # three 3x3 heads 320 -> 1 (decoder levels 2-4; level 1 has the main head), one 3x3 head 1024 -> 1 (bottom),
+    # the 1x1 classifier 1024 -> 2
+    assert _n_parameters(extended) - _n_parameters(network) == 3 * (320 * 9 + 1) + (1024 * 9 + 1) + (1024 * 2 + 2)
+
+
+def test_unet3plus_full_scale_skips_reach_every_decoder_level():
+    """Every decoder level concatenates one branch per encoder level (full-scale skips), fused at 5 x 64 channels."""
+    network = UNet3Plus(2, 1, 2)
+    assert len(network.decoder) == 4
+    for level in network.decoder:
+        assert len(level.branches) == 5
+        assert all(branch.conv[0].out_channels == 64 for branch in level.branches)
+        assert level.fuse[0].in_channels == 320
+
+
+def test_unet3plus_classification_guided_module():
+    torch.manual_seed(0)
+    network = UNet3Plus(2, 1, 2, filters=(8, 16, 32), classification_guided=True).eval()
+    image = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        logits = network.presence_logits(image)
+        output = network(image)
+        plain = torch.nn.Module.__call__(network, image)  # same path again: deterministic
+    assert logits.shape == (3, 2)
+    assert torch.equal(output, plain)
+    absent = logits.argmax(dim=1) == 0
+    assert torch.all(output[absent] == 0) and torch.all(output[~absent] != 0)
+    # the classifier is trained through presence_logits with its own loss (the argmax carries no gradient)
+    network.train()
+    F.cross_entropy(network.presence_logits(image), torch.tensor([0, 1, 1])).backward()
+    assert network.presence[1].weight.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="without the classification-guided module"):
+        UNet3Plus(2, 1, 2, filters=(8, 16)).presence_logits(image)
+
+
+def test_deeplabv3_is_torchvisions_architecture():
+    """With a ResNet50 and 3 channels, DeepLabV3 has exactly the tensors of torchvision's deeplabv3_resnet50."""
+    from torchvision.models.segmentation import deeplabv3_resnet50
+
+    ours = DeepLabV3(2, 3, 4, backbone="resnet50").model.state_dict()
+    reference = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=4, aux_loss=False).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in reference.items()}
+
+
+@pytest.mark.parametrize(("network", "stride"), [(DeepLabV3(2, 1, 2, "resnet18"), 8), (DeepLabV3Plus(2, 1, 2), 16)])
+def test_deeplab_output_stride_and_grey_input(network, stride):
+    network.eval()
+    getter = network.model.backbone if isinstance(network, DeepLabV3) else network.features
+    with torch.no_grad():
+        features = getter(torch.randn(1, 1, 64, 96))
+    assert features["out"].shape[-2:] == (64 // stride, 96 // stride)
+    assert size_divisor(network) == stride
+
+
+def test_fpn_loads_local_encoder_weights_for_grey_input(torchvision_files):
+    """FPN's encoder is medseg's tv_resnet34, so torchvision's file loads into it (RGB filters summed for 1 channel)."""
+    path, model = torchvision_files["tv_resnet34"]
+    network = load_encoder_weights(FPN(1, 2, "tv_resnet34"), path)
+    torch.testing.assert_close(network.encoder.conv1.weight, model.conv1.weight.sum(dim=1, keepdim=True))
+    assert torch.equal(network.encoder.layer4[2].conv2.weight, model.layer4[2].conv2.weight)
+
+
+def test_fpn_unknown_backbone_lists_registered():
+    with pytest.raises(ValueError, match=r"unknown FPN backbone 'resnet35'; registered backbones: .*tv_resnet34"):
+        FPN(3, 2, "resnet35")
+
+
+def test_new_networks_size_divisor_and_rule_check():
+    assert size_divisor(FPN(3, 2, "mobilenet_v2")) == 32
+    assert size_divisor(UNet3Plus(2, 1, 2, filters=(4, 8, 16))) == 4
+    assert size_divisor(CourseworkUNet(2, 1, 2, channels=(4, 8, 16, 32))) == 8
+    assert check_spatial_size([96, 96], UNet3Plus(2, 1, 2, filters=(4, 8, 16, 32, 64))) == [96, 96]
+    with pytest.raises(BundleInputError, match=r"spatial_size \[40, 40\] must be multiples of 16 for this UNet3Plus"):
+        check_spatial_size([40, 40], UNet3Plus(2, 1, 2, filters=(4, 8, 16, 32, 64)))
+    network = CourseworkUNet(2, 1, 2, channels=(4, 8, 16, 32)).eval()  # the divisor is needed, not too generous
+    with torch.no_grad():
+        assert network(torch.zeros(1, 1, 24, 24)).shape[-2:] == (24, 24)
+        with pytest.raises(ValueError, match="multiples of 8, got 20x20"):
+            network(torch.zeros(1, 1, 20, 20))
+
+
+def test_unknown_network_name_lists_registered():
+    with pytest.raises(networks.UnknownNetworkError, match=r"'unet4plus' is not registered; registered networks: unet, unet3plus, deeplabv3"):  # noqa: E501
+        networks.get_network("unet4plus")
+    with pytest.raises(AttributeError, match=r"medseg.networks has no 'UNet4Plus'; its networks .*UNet3Plus"):
+        networks.UNet4Plus  # noqa: B018
+    assert networks.variant_files("unet", "train.json") == ["train.json"]
+    files = networks.variant_files("unet3plus", "bundles/cardiac_unet/configs/train.json")
+    assert files[1].endswith("bundles/variants/cardiac_unet3plus.json")
+
+
+def test_stacked_deep_supervision_loss():
+    from monai.losses import DiceLoss
+
+    base = DiceLoss(to_onehot_y=True, softmax=True)
+    loss = StackedDeepSupervisionLoss(base, weight_mode="exp")
+    generator = torch.Generator().manual_seed(0)
+    heads = torch.randn(2, 3, 4, 16, 16, generator=generator)
+    target = torch.randint(0, 4, (2, 1, 16, 16), generator=generator)
+    expected = sum(w * base(heads[:, i], target) for i, w in enumerate((1.0, 0.5, 0.25)))  # MONAI: no normalising
+    torch.testing.assert_close(loss(heads, target), expected)
+    torch.testing.assert_close(loss(heads[:, 0], target), base(heads[:, 0], target))

@@ -106,12 +106,20 @@ def run_dir(bundle_name: str, run_name: str) -> str:
     return str(workspace() / bundle_name / run_name)
 
 
-def latest_checkpoint(bundle_name: str, filename: str = "model.pt") -> str:
-    """The newest ``filename`` among the bundle's runs in the workspace (configs' default ``ckpt_path``).
+def latest_checkpoint(
+    bundle_name: str, bundle_root: str | os.PathLike | None = None, filename: str = "model.pt"
+) -> str:
+    """The checkpoint evaluation and inference use by default (configs' ``ckpt_path``).
+
+    A bundle that carries its weights (``<bundle_root>/models/model.pt``: a packaged or model-zoo bundle) uses them;
+    otherwise the newest ``filename`` among the bundle's runs in the workspace.
 
     Raises:
-        BundleInputError: no run of the bundle has written one yet.
+        BundleInputError: neither exists.
     """
+    shipped = Path(bundle_root) / "models" / filename if bundle_root else None
+    if shipped is not None and shipped.is_file():
+        return str(shipped)
     found = sorted((workspace() / bundle_name).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise BundleInputError(

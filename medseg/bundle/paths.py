@@ -21,13 +21,13 @@ WORKSPACE_ENV = "MEDSEG_WORK"
 
 
 def installed_bundles_dir() -> Path:
-    """The bundles folder installed with medseg (in a source checkout installed editable: ``bundles/``)."""
-    from importlib.resources import files
+    """The bundles installed with medseg: ``medseg/bundles`` in a wheel, the repository's ``bundles/`` in a checkout.
 
-    try:
-        return Path(str(files("medseg.bundles")))
-    except ModuleNotFoundError:  # a source tree on sys.path that was never installed
-        return Path(__file__).resolve().parents[2] / "bundles"
+    (The folder is data, not a Python package, so it is found beside ``medseg``'s own files rather than imported.)
+    """
+    package = Path(__file__).resolve().parents[1]
+    wheel, checkout = package / "bundles", package.parent / "bundles"
+    return wheel if wheel.is_dir() or not checkout.is_dir() else checkout
 
 
 def bundles_dirs() -> list[tuple[Path, str]]:

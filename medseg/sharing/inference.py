@@ -99,6 +99,10 @@ class InferenceBundle:
             pred = pred[0] if pred.shape[0] == 1 else pred.argmax(0)
         return np.rint(pred).astype(np.uint8)
 
+    def segment_many(self, items: list[dict], source: str) -> list[Any]:
+        """Segment several 2D images one at a time (as ``SupervisedEvaluator`` with batch size 1)."""
+        return [self.segment(item, source) for item in items]
+
 
 def _drop_savers(parser: Any) -> None:
     """Remove ``SaveImage(d)`` from the raw postprocessing before it is built.

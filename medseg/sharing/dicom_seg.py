@@ -9,7 +9,8 @@ Identifying values: only what the DICOM SEG module requires to place the object 
 study is copied, and only from the source images (highdicom copies them; nothing is added): Patient's Name,
 Patient ID, Patient's Birth Date, Patient's Sex, Study Instance UID, Study ID, Study Date, Study Time,
 Accession Number and Referring Physician's Name (empty where the source has none, as the standard allows for
-these type-2 attributes). A de-identified input therefore gives a SEG with the same de-identified values. The
+these type-2 attributes). A de-identified input therefore gives a SEG with the same de-identified values; a date
+that is not a valid date (de-identification often writes ``00000000`` or ``20120000``) is left empty. The
 source's institution, operators, device serial numbers and free-text descriptions are not copied; the SEG's
 equipment module names medseg and the model, not the scanner.
 """
@@ -35,6 +36,21 @@ COPIED_IDENTIFYING = (
     "ReferringPhysicianName",
 )
 PRIVATE_SCHEME = "99MEDSEG"
+
+
+def _blank_invalid_dates(datasets: list) -> None:
+    """Empty the copied date/time attributes that are not valid DICOM dates/times (on the in-memory copies)."""
+    from datetime import datetime
+
+    formats = {"StudyDate": "%Y%m%d", "PatientBirthDate": "%Y%m%d"}
+    for ds in datasets:
+        for keyword, fmt in formats.items():
+            value = str(getattr(ds, keyword, "") or "")
+            if value:
+                try:
+                    datetime.strptime(value, fmt)
+                except ValueError:
+                    setattr(ds, keyword, "")
 
 
 def write_dicom_seg(
@@ -84,6 +100,7 @@ def write_dicom_seg(
     remapped = np.zeros_like(frames)
     for number, value in enumerate(values, start=1):
         remapped[frames == value] = number
+    _blank_invalid_dates(datasets)
     series_number = int(getattr(datasets[0], "SeriesNumber", 0) or 0) + 1000
     try:
         seg = hd.seg.Segmentation(

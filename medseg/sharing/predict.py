@@ -173,7 +173,10 @@ def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
 
         meta = bundle.metadata
         name, version = str(meta.get("name", "medseg model")), str(meta.get("version", "0"))
-        write_dicom_seg(label_map, volume.datasets, bundle.labels, name, version, staging / f"{case.name}_seg.dcm")
+        try:
+            write_dicom_seg(label_map, volume.datasets, bundle.labels, name, version, staging / f"{case.name}_seg.dcm")
+        except SharingError as exc:  # the NIfTI mask and findings are still worth having; the row says why
+            volume.notes.append(f"DICOM SEG not written: {exc.problem}")
     spacing = volume.spacing
     pixel_mm2 = spacing[0] * spacing[1] if spacing else None
     base = {
@@ -182,6 +185,7 @@ def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
         "height": volume.array.shape[1],
         "width": volume.array.shape[0],
         "spacing_mm": "x".join(f"{s:g}" for s in spacing if s > 0) if spacing else "",
+        "notes": "; ".join(volume.notes),
     }
     rows = []
     for k in range(depth):

@@ -33,7 +33,8 @@ ARCHIVE_MAGIC = (
     (0, b"\xfd7zXZ\x00", "xz"), (0, b"7z\xbc\xaf\x27\x1c", "7z"), (0, b"Rar!", "rar"),
     (0, b"\x28\xb5\x2f\xfd", "zstd"), (257, b"ustar", "tar"),
 )  # fmt: skip
-TORCH_ZIP_FILES = ("models/", (".pt", ".ts"))
+# the MONAI bundle's weights are PyTorch files, which are zip archives; only these two names are exempt
+TORCH_FILES = ("models/model.pt", "models/model.ts")
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,21 @@ class ExtractionLimits:
         )
 
 
+def pickle_reason(rel: str, head: bytes) -> str | None:
+    """Why a file inside a package is refused as a Python pickle (which runs code when loaded), or None."""
+    if rel in TORCH_FILES:
+        return None
+    if rel.lower().endswith((".pkl", ".pickle")) or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return "is a Python pickle, which runs code when loaded; a package holds none"
+    if head.startswith(b"\x93NUMPY") and b"'descr': '|O'" in head:
+        return "is a NumPy object array (a pickle, which runs code when loaded); a package holds none"
+    return None
+
+
 def nested_archive_reason(rel: str, head: bytes) -> str | None:
     """Why a file inside a package is refused as an archive (by name or by its first bytes), or None."""
     name = rel.lower()
-    if name.startswith(TORCH_ZIP_FILES[0]) and name.endswith(TORCH_ZIP_FILES[1]) and rel.count("/") == 1:
+    if rel in TORCH_FILES:
         return None  # PyTorch's own (zip) format for the MONAI bundle's weights
     if name.endswith(ARCHIVE_SUFFIXES):
         return "is an archive inside the package (nested archives are refused)"

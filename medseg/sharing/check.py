@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medseg.sharing.archive import nested_archive_reason
+from medseg.sharing.archive import nested_archive_reason, pickle_reason
 from medseg.sharing.errors import SharingError
 
 ALLOWED_PACKAGES = frozenset({"monai", "torch", "numpy", "medseg"})
@@ -676,9 +676,10 @@ def check_bundle(
             reason = "the bundle ships code that could be imported"
             report.findings.append(Finding(rel, "", "python", rel, True, reason))
         else:
-            nested = nested_archive_reason(rel, _head(path))
-            if nested:
-                report.findings.append(Finding(rel, "", "file", rel, True, nested))
+            head = _head(path)
+            refused = nested_archive_reason(rel, head) or pickle_reason(rel, head)
+            if refused:
+                report.findings.append(Finding(rel, "", "file", rel, True, refused))
     metadata_file = bundle / "configs" / "metadata.json"
     if not metadata_file.is_file():
         raise SharingError(bundle, "is not a MONAI bundle (no configs/metadata.json)", "pass a bundle folder or zip")

@@ -173,7 +173,11 @@ def load_inference_bundle(folder: str | Path, device: str = "cpu") -> InferenceB
         postprocessing = parser.get_parsed_content("postprocessing")
     except (Exception, SystemExit) as exc:  # a config that does not build (medseg helpers exit with a message)
         raise SharingError(config_file, f"cannot be built ({type(exc).__name__}: {exc})") from exc
-    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling error is a file that is not weights only (it never runs)
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise SharingError(model_file, f"cannot be loaded with weights_only=True ({reason})") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a MONAI CheckpointSaver file
     try:

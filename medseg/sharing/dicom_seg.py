@@ -9,10 +9,10 @@ Identifying values: only what the DICOM SEG module requires to place the object 
 study is copied, and only from the source images (highdicom copies them; nothing is added): Patient's Name,
 Patient ID, Patient's Birth Date, Patient's Sex, Study Instance UID, Study ID, Study Date, Study Time,
 Accession Number and Referring Physician's Name (empty where the source has none, as the standard allows for
-these type-2 attributes). A de-identified input therefore gives a SEG with the same de-identified values; a date
-that is not a valid date (de-identification often writes ``00000000`` or ``20120000``) is left empty. The
-source's institution, operators, device serial numbers and free-text descriptions are not copied; the SEG's
-equipment module names medseg and the model, not the scanner.
+these type-2 attributes; nothing is invented). A de-identified input therefore gives a SEG with the same
+de-identified values; a date that is not a valid date (de-identification often writes ``00000000`` or
+``20120000``) is left empty. The source's institution, operators, device serial numbers and free-text
+descriptions are not copied; the SEG's equipment module names medseg and the model, not the scanner.
 """
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ COPIED_IDENTIFYING = (
 PRIVATE_SCHEME = "99MEDSEG"
 
 
-def _blank_invalid_dates(datasets: list) -> None:
-    """Empty the copied date/time attributes that are not valid DICOM dates/times (on the in-memory copies)."""
+def _prepare_copied_values(datasets: list) -> None:
+    """On the in-memory copies: add the type-2 attributes the source lacks as empty values (so nothing is
+    invented), and empty the copied dates that are not valid dates."""
     from datetime import datetime
 
     formats = {"StudyDate": "%Y%m%d", "PatientBirthDate": "%Y%m%d"}
     for ds in datasets:
+        for keyword in COPIED_IDENTIFYING:
+            if keyword != "StudyInstanceUID" and keyword not in ds:
+                setattr(ds, keyword, "")
         for keyword, fmt in formats.items():
             value = str(getattr(ds, keyword, "") or "")
             if value:
@@ -51,6 +55,40 @@ def _blank_invalid_dates(datasets: list) -> None:
                     datetime.strptime(value, fmt)
                 except ValueError:
                     setattr(ds, keyword, "")
+
+
+def position_groups(datasets: list) -> list[list[int]]:
+    """Split a series into groups of distinct image positions, in order (a cine series: one group per phase).
+
+    A DICOM SEG frame is placed by its position, so two source images at the same position (cine phases) cannot
+    share one SEG; each group becomes its own SEG.
+    """
+    groups: list[list[int]] = []
+    seen: list[set] = []
+    for index, ds in enumerate(datasets):
+        position = tuple(round(float(v), 3) for v in getattr(ds, "ImagePositionPatient", [index, 0, 0]))
+        for group, positions in zip(groups, seen, strict=True):
+            if position not in positions:
+                group.append(index)
+                positions.add(position)
+                break
+        else:
+            groups.append([index])
+            seen.append({position})
+    return groups
+
+
+def write_dicom_segs(
+    label_map: Any, datasets: list, labels: dict[int, str], algorithm: str, version: str, folder: Path, stem: str
+) -> list[Path]:
+    """One SEG for a series with distinct positions (``<stem>_seg.dcm``), else one per phase (``_seg_phaseK``)."""
+    groups = position_groups(datasets)
+    paths = []
+    for k, group in enumerate(groups):
+        name = f"{stem}_seg.dcm" if len(groups) == 1 else f"{stem}_seg_phase{k}.dcm"
+        part = label_map[..., group]
+        paths.append(write_dicom_seg(part, [datasets[i] for i in group], labels, algorithm, version, folder / name))
+    return paths
 
 
 def write_dicom_seg(
@@ -100,7 +138,7 @@ def write_dicom_seg(
     remapped = np.zeros_like(frames)
     for number, value in enumerate(values, start=1):
         remapped[frames == value] = number
-    _blank_invalid_dates(datasets)
+    _prepare_copied_values(datasets)
     series_number = int(getattr(datasets[0], "SeriesNumber", 0) or 0) + 1000
     try:
         seg = hd.seg.Segmentation(

@@ -169,12 +169,14 @@ def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
     mask_path.parent.mkdir(parents=True, exist_ok=True)
     write_nifti_mask(label_map, volume, mask_path)
     if case.kind == "dicom":
-        from medseg.sharing.dicom_seg import write_dicom_seg
+        from medseg.sharing.dicom_seg import write_dicom_segs
 
         meta = bundle.metadata
         name, version = str(meta.get("name", "medseg model")), str(meta.get("version", "0"))
         try:
-            write_dicom_seg(label_map, volume.datasets, bundle.labels, name, version, staging / f"{case.name}_seg.dcm")
+            stem = Path(case.name).name
+            folder = (staging / case.name).parent
+            write_dicom_segs(label_map, volume.datasets, bundle.labels, name, version, folder, stem)
         except SharingError as exc:  # the NIfTI mask and findings are still worth having; the row says why
             volume.notes.append(f"DICOM SEG not written: {exc.problem}")
     spacing = volume.spacing

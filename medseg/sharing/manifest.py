@@ -123,6 +123,8 @@ def verify_files(folder: Path, manifest: dict) -> list[str]:
 
 _SKIPPED_PRE = ("LoadImaged", "EnsureChannelFirstd", "CheckChannelsd", "SelectItemsd", "EnsureTyped", "ToTensord")
 _SKIPPED_POST = ("Invertd", "SaveImaged", "EnsureTyped", "ToTensord")
+_KNOWN_PRE = ("SqueezeSliced", "ScaleIntensityd", "ScaleIntensityRanged", "NormalizeIntensityd", "Resized")
+_KNOWN_POST = ("Activationsd", "AsDiscreted", "KeepLargestConnectedComponentd", "FillHolesd")
 _IGNORED_ARGS = ("_target_", "keys", "allow_missing_keys", "_disabled_", "_desc_", "_requires_", "_mode_")
 
 
@@ -226,7 +228,8 @@ def _preprocessing(parser: Any, config_file: Path) -> list[dict]:
         name = getattr(cls, "__name__", str(raw.get("_target_") if isinstance(raw, dict) else raw))
         if name in _SKIPPED_PRE:
             continue  # reading, channels first, channel check and float32 are medseg predict's own
-        step = _step_of(name, _resolved_args(parser, config_id, raw, str(config_file)) if cls else {})
+        known = name in _KNOWN_PRE
+        step = _step_of(name, _resolved_args(parser, config_id, raw, str(config_file))) if known else None
         if step is None:
             raise SharingError(
                 config_file,
@@ -255,7 +258,7 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
             raise SharingError(config_file, f"{config_id} inverts {raw.get('transform')!r}", "invert @preprocessing")
         if name in _SKIPPED_POST:
             continue
-        args = _resolved_args(parser, config_id, raw, str(config_file)) if cls else {}
+        args = _resolved_args(parser, config_id, raw, str(config_file)) if name in _KNOWN_POST else {}
         if name == "Activationsd" and args.get("softmax") and not args.get("sigmoid"):
             continue
         if name == "AsDiscreted" and args.get("argmax") and not args.get("threshold"):

@@ -147,3 +147,13 @@ def test_command_exit_status(bundle_copy, schema, monkeypatch, capsys):
     assert cli.main(["check-bundle", str(bundle_copy), "--schema", str(schema), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "outside" in out and "os.system" in out and "FAILED" in out and "was changed" in out
+
+
+@pytest.mark.parametrize("name", ["cardiac_unet", "cardiac_dynunet", "isic_unet", "ham10000_flexunet_resnet34"])
+def test_repository_bundles_pass_the_checks_that_apply(name):
+    from pathlib import Path
+
+    bundle = Path(__file__).resolve().parents[3] / "bundles" / name
+    report = check_bundle(bundle)
+    assert report.passed, report.problems()
+    assert not report.has_manifest and "MONAI bundle only: no manifest" in report.format()

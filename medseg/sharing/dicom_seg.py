@@ -58,34 +58,36 @@ def _prepare_copied_values(datasets: list) -> None:
 
 
 def position_groups(datasets: list) -> list[list[int]]:
-    """Split a series into groups of distinct image positions, in order (a cine series: one group per phase).
+    """Split a series into groups that one SEG can reference, in order: one frame of reference, distinct positions.
 
-    A DICOM SEG frame is placed by its position, so two source images at the same position (cine phases) cannot
-    share one SEG; each group becomes its own SEG.
+    A DICOM SEG frame is placed by its position in one frame of reference, so two source images at the same
+    position (cine phases) or in different frames of reference cannot share one SEG; each group gets its own.
     """
     groups: list[list[int]] = []
-    seen: list[set] = []
+    keys: list[tuple[str, set]] = []
     for index, ds in enumerate(datasets):
         position = tuple(round(float(v), 3) for v in getattr(ds, "ImagePositionPatient", [index, 0, 0]))
-        for group, positions in zip(groups, seen, strict=True):
-            if position not in positions:
+        frame = str(getattr(ds, "FrameOfReferenceUID", ""))
+        for group, (group_frame, positions) in zip(groups, keys, strict=True):
+            if group_frame == frame and position not in positions:
                 group.append(index)
                 positions.add(position)
                 break
         else:
             groups.append([index])
-            seen.append({position})
+            keys.append((frame, {position}))
     return groups
 
 
 def write_dicom_segs(
     label_map: Any, datasets: list, labels: dict[int, str], algorithm: str, version: str, folder: Path, stem: str
 ) -> list[Path]:
-    """One SEG for a series with distinct positions (``<stem>_seg.dcm``), else one per phase (``_seg_phaseK``)."""
+    """One SEG (``<stem>_seg.dcm``) when the series allows it, else one per group (``<stem>_seg_part<k>.dcm``,
+    e.g. one per cine phase); see :func:`position_groups`."""
     groups = position_groups(datasets)
     paths = []
     for k, group in enumerate(groups):
-        name = f"{stem}_seg.dcm" if len(groups) == 1 else f"{stem}_seg_phase{k}.dcm"
+        name = f"{stem}_seg.dcm" if len(groups) == 1 else f"{stem}_seg_part{k}.dcm"
         part = label_map[..., group]
         paths.append(write_dicom_seg(part, [datasets[i] for i in group], labels, algorithm, version, folder / name))
     return paths

@@ -77,8 +77,12 @@ def test_dicom_series(grey_package, schema, shared_data, tmp_path):
     assert mask.shape == (256, 256, 3)
     import highdicom as hd
 
-    seg = hd.seg.segread(tmp_path / "out" / "SCD0000101_seg.dcm")  # de-identified dates (00000000) left empty
-    assert seg.PatientBirthDate == "" and len(seg.SegmentSequence) == 3
+    # these three images are in three frames of reference (two cine phases at one position): one SEG each
+    segs = sorted((tmp_path / "out").glob("SCD0000101_seg_part*.dcm"))
+    assert len(segs) == 3
+    for path in segs:
+        seg = hd.seg.segread(path)  # de-identified dates (00000000) are left empty
+        assert seg.PatientBirthDate == "" and len(seg.SegmentSequence) == 3
     assert np.allclose(
         np.abs(np.linalg.det(mask.affine[:3, :2].T @ mask.affine[:3, :2])) ** 0.5, 1.367188**2, rtol=1e-4
     )

@@ -130,7 +130,7 @@ def test_train_package_sign_predict_png_nifti_dicom(tmp_path):
     # highdicom and pydicom, referencing the source images
     sources = sorted((pydicom.dcmread(p) for p in series.glob("*.dcm")), key=lambda d: int(d.InstanceNumber))
     nifti_mask = np.asarray(nib.load(out / "series_mask.nii.gz").dataobj)  # (column, row, instance)
-    segs = sorted(out.glob("series_seg_phase*.dcm"))
+    segs = sorted(out.glob("series_seg_part*.dcm"))
     assert len(segs) == 3
     referenced, foreground = set(), 0
     for path in segs:

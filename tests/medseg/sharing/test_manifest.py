@@ -160,22 +160,50 @@ def test_manifest_and_monai_bundle_give_the_same_masks(rgb_package, tmp_path):
         )
 
 
-def test_kfold_summary_packages_an_ensemble(rgb_bundle, tmp_path):
+def _kfold_summary(bundle: Path, folder: Path) -> tuple[Path, dict]:
+    """Three fold checkpoints (random weights) and the kfold_summary.json ``medseg kfold`` would write."""
     from monai.networks.nets import UNet
 
-    from medseg.sharing.package import package
-    from medseg.sharing.shared_model import load_shared_model
-
-    config = json.loads((rgb_bundle / "configs" / "inference.json").read_text())
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
     args = {k: v for k, v in config["network_def"].items() if k != "_target_"}
     checkpoints = {}
     for fold in range(3):
         torch.manual_seed(fold + 10)
-        checkpoints[f"fold{fold}"] = str(tmp_path / f"fold{fold}.pt")
+        checkpoints[f"fold{fold}"] = str(folder / f"fold{fold}.pt")
         torch.save({"model": UNet(**args).state_dict()}, checkpoints[f"fold{fold}"])
-    summary = tmp_path / "kfold_summary.json"
+    summary = folder / "kfold_summary.json"
     scores = {"fold0": 0.70, "fold1": 0.80, "fold2": 0.75}
     summary.write_text(json.dumps({"checkpoints": checkpoints, "validation": scores, "best_fold": "fold1"}))
+    return summary, checkpoints
+
+
+@pytest.mark.slow
+def test_kfold_parent_mlflow_run_packages_an_ensemble(rgb_bundle, tmp_path):
+    import mlflow
+
+    from medseg.sharing.package import package
+
+    summary, _ = _kfold_summary(rgb_bundle, tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("kfold", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment, run_name="tiny-kfold", tags={"medseg.strategy": "kfold"}).info.run_id
+    for fold, score in (("fold0", 0.7), ("fold1", 0.8), ("fold2", 0.75)):
+        client.log_metric(run_id, f"{fold}_val_mean_dice", score)
+    client.log_artifact(run_id, str(summary))
+    client.set_terminated(run_id)
+    result = package(rgb_bundle, run_id, tmp_path / "dist", schema=rgb_bundle / "configs" / "meta_schema.json",
+                     tracking_uri=uri)  # fmt: skip
+    manifest = read_manifest(result.folder)
+    assert len(manifest["weights"]) == 3 and manifest["training"]["mlflow_run_id"] == run_id
+    assert manifest["performance"]["cross_validation"]["mean"] == pytest.approx(0.75)
+
+
+def test_kfold_summary_packages_an_ensemble(rgb_bundle, tmp_path):
+    from medseg.sharing.package import package
+    from medseg.sharing.shared_model import load_shared_model
+
+    summary, checkpoints = _kfold_summary(rgb_bundle, tmp_path)
     result = package(rgb_bundle, str(summary), tmp_path / "dist", schema=rgb_bundle / "configs" / "meta_schema.json")
     manifest = read_manifest(result.folder)
     assert [w["file"] for w in manifest["weights"]] == [f"models/fold{k}.safetensors" for k in range(3)]

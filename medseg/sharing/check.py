@@ -1,6 +1,9 @@
-"""``check-bundle``: what a bundle's configs would import and run, and whether its files are what it says.
+"""``check-bundle``: whether a package's shared model is intact, and what its MONAI configs would run.
 
-MONAI configs are code: ``_target_`` instantiates any importable callable, a ``$`` string is evaluated as Python,
+The shared model (``manifest.json``: schema and registry checks, every file's sha256, the signature) and the
+package's structure (plain files, no code, no pickles, no nested archives) decide whether ``medseg predict``
+runs it. The MONAI configs are reported as information for those who would ``--trust`` them, because MONAI
+configs are code: ``_target_`` instantiates any importable callable, a ``$`` string is evaluated as Python,
 ``_requires_`` runs things first, ``imports`` imports modules, a ``%`` macro pulls in other files, and
 ``logging.conf`` is evaluated by :mod:`logging.config`. :func:`check_bundle` lists every one of those and flags
 anything that reaches outside MONAI, torch, numpy and medseg. ``$`` expressions are parsed with :mod:`ast`: an

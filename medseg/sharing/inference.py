@@ -1,6 +1,8 @@
-"""Run a bundle's own ``inference.json`` pipeline on one 2D image at a time.
+"""Run a bundle's own ``inference.json`` pipeline on one 2D image at a time: ``medseg predict --trust`` only.
 
-``medseg predict`` and ``monai.bundle run`` must give the same masks, so the pieces come from the bundle's
+MONAI configs are Python, so this path runs only for a sender the user trusts; by default ``medseg predict``
+builds the model from the manifest (:mod:`medseg.sharing.shared_model`). ``medseg predict --trust`` and
+``monai.bundle run`` must give the same masks, so the pieces come from the bundle's
 config (``network_def``, ``preprocessing``, ``inferer``, ``postprocessing``) and are applied in the order MONAI's
 ``SupervisedEvaluator`` applies them (collate, infer, decollate, postprocess). Only two things differ: the
 ``SaveImaged`` transforms are dropped (``medseg predict`` writes masks in the input's own format), and slices of

@@ -1,11 +1,13 @@
-"""``medseg package``: turn a bundle and a trained run into a self-contained, checked bundle and ``.zip``.
+"""``medseg package``: turn a bundle and a trained run into a self-contained, checked package and ``.zip``.
 
-The package holds what inference needs and nothing that runs more: ``configs/inference.json`` (with
-``bundle_root`` set to ``.`` and unused imports removed), ``configs/metadata.json`` filled in from the run,
-``configs/meta_schema.json`` (the schema it was verified against, so it can be verified offline),
-``configs/logging.conf`` when the bundle has one, ``models/model.pt`` (state dict) and ``models/model.ts``
-(TorchScript) with their sha256 in the metadata, ``docs/README.md`` (the model card), ``docs/data_license.txt``
-and ``LICENSE``. Training configs are left out: they import tracking and data code a colleague does not need.
+The shared model is ``manifest.json`` (data only, :mod:`medseg.sharing.manifest`) with safetensors weights (one per
+fold for a k-fold run) and the sha256 of every file, optionally signed (:mod:`medseg.sharing.signing`); beside it,
+for those who trust the sender, the MONAI bundle. The package holds what inference needs and nothing that runs more:
+``configs/inference.json`` (with ``bundle_root`` set to ``.`` and unused imports removed), ``configs/metadata.json``
+filled in from the run, ``configs/meta_schema.json`` (the schema it was verified against, so it can be verified
+offline), ``configs/logging.conf`` when the bundle has one, ``models/model.pt`` (state dict) and ``models/model.ts``
+(TorchScript) with their sha256 in the metadata, ``docs/README.md`` (the model card), ``docs/data_license.txt`` and
+``LICENSE``. Training configs are left out: they import tracking and data code a colleague does not need.
 
 Before the package is moved into place it must pass ``verify_metadata``, ``verify_net_in_out`` and
 :func:`medseg.sharing.check.check_bundle`; a failure leaves nothing behind.

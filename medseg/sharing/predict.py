@@ -1,10 +1,13 @@
-"""``medseg predict``: segment a colleague's images with a shared bundle, after checking the bundle.
+"""``medseg predict``: segment a colleague's images with a shared model, after checking the package.
 
-Masks are written in each input's format and geometry (see :mod:`medseg.sharing.inputs`), with an optional
-overlay PNG per image and ``findings.csv``: per image (and per slice of a volume) the area of every structure in
-pixels, in mm^2 when the spacing is known, and for a volume the volume in mL. Everything is written into a
-staging folder that becomes ``--output`` only at the end, so a failed run leaves nothing half-written. An
-unreadable input among many is skipped and listed in ``skipped.csv``; the rest are processed.
+The model is built from the package's ``manifest.json`` and medseg's own code only
+(:mod:`medseg.sharing.shared_model`); the bundle's MONAI configs run only with ``--trust``
+(:mod:`medseg.sharing.inference`). Masks are written in each input's format and geometry (see
+:mod:`medseg.sharing.inputs`), with an optional overlay PNG per image and ``findings.csv``: per image (and per slice
+of a volume) the area of every structure in pixels, in mm^2 when the spacing is known, and for a volume the volume
+in mL. Everything is written into a staging folder that becomes ``--output`` only at the end, so a failed run leaves
+nothing half-written. An unreadable input among many is skipped and listed in ``skipped.csv``; the rest are
+processed. A DICOM series also gets a DICOM Segmentation (:mod:`medseg.sharing.dicom_seg`).
 """
 
 from __future__ import annotations

@@ -77,4 +77,14 @@ def _read_decision(path: str) -> dict:
     data = data.get("postprocessing", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
         raise SharingError(path, "has no 'classes' object", 'write {"classes": {"1": {"largest_component": true}}}')
+    import jsonschema
+
+    from medseg.sharing.manifest import manifest_schema
+
+    errors = list(jsonschema.Draft202012Validator(manifest_schema()["properties"]["postprocessing"]).iter_errors(data))
+    if errors:
+        at = "/".join(str(p) for p in errors[0].absolute_path)
+        raise SharingError(
+            path, f"at {at}: {errors[0].message}", 'per class: {"largest_component": bool, "fill_holes": bool}'
+        )
     return data

@@ -94,13 +94,12 @@ class SharedModel:
         from monai.transforms import Invertd
 
         from medseg.sharing.postprocess import apply_decision
-        from medseg.sharing.runtime import batches
 
         prepared = [self._prepare(item, source) for item in items]
         invert = Invertd(keys="pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False)
         classes = self.manifest["postprocessing"].get("classes", {})
         results = []
-        for chunk in batches(prepared, int(self.manifest["inference"].get("batch_size", 8))):
+        for chunk in _same_shape_batches(prepared, int(self.manifest["inference"].get("batch_size", 8))):
             images = torch.stack([torch.as_tensor(d["image"]).as_subclass(torch.Tensor) for d in chunk])
             probs = self.probabilities(images)
             for data, prob in zip(chunk, probs, strict=True):
@@ -115,6 +114,19 @@ class SharedModel:
     def segment(self, item: dict, source: str) -> Any:
         """Segment one 2D image; see :meth:`segment_many`."""
         return self.segment_many([item], source)[0]
+
+
+def _same_shape_batches(prepared: list[dict], size: int) -> list[list[dict]]:
+    """Consecutive items of one shape, at most ``size`` at a time (a manifest without ``resize`` keeps sizes)."""
+    from medseg.sharing.runtime import batches
+
+    runs: list[list[dict]] = []
+    for data in prepared:
+        if runs and tuple(runs[-1][-1]["image"].shape) == tuple(data["image"].shape):
+            runs[-1].append(data)
+        else:
+            runs.append([data])
+    return [chunk for run in runs for chunk in batches(run, size)]
 
 
 def _load_weights(path: Path) -> dict:

@@ -267,3 +267,16 @@ def test_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     assert runtime.autocast_dtype("cpu", amp=True) is None
     assert [len(b) for b in runtime.batches(list(range(7)), 3)] == [3, 3, 1]
+
+
+def test_postprocessing_decision_file_is_checked(rgb_bundle, tmp_path, capsys):
+    from medseg import cli
+
+    decision = tmp_path / "decision.json"
+    decision.write_text(json.dumps({"classes": {"1": {"largest_component": "yes"}}}))
+    args = ["package", "--bundle", str(rgb_bundle), "--run", str(rgb_bundle / "models" / "model.pt"), "--out",
+            str(tmp_path / "dist"), "--postprocessing", str(decision)]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "decision.json: at classes/1/largest_component" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "dist").exists()

@@ -18,6 +18,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -124,7 +125,7 @@ def check_zip(zip_path: str | Path, limits: ExtractionLimits | None = None) -> l
         with zipfile.ZipFile(zip_path) as archive:
             infos = archive.infolist()
             heads = {i.filename: _entry_head(archive, i) for i in infos if not i.is_dir() and not _unsafe_reason(i)}
-    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
         raise SharingError(zip_path, f"corrupt zip archive ({exc})", "ask the sender for a new copy") from exc
     for info in infos:
         reason = _unsafe_reason(info)
@@ -204,7 +205,7 @@ def safe_extract(zip_path: str | Path, dest: str | Path, limits: ExtractionLimit
                 if written is None or total > limits.max_total_bytes:
                     raise SharingError(zip_path, f"refused: the entry {info.filename!r} is larger than its header says")
         os.replace(staging, dest)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise SharingError(zip_path, f"corrupt zip archive ({exc})", "ask the sender for a new copy") from exc
     except BaseException:

@@ -57,7 +57,8 @@ def _apply_one(label_map: np.ndarray, label: int, operation: str) -> np.ndarray:
         transform = KeepLargestConnectedComponent(applied_labels=[label], is_onehot=False, independent=True)
     else:
         transform = FillHoles(applied_labels=[label])
-    out = transform(np.asarray(label_map)[None])
+    # a copy: MONAI's FillHoles writes into the array it is given, and the caller's maps must stay as they are
+    out = transform(np.array(label_map, copy=True)[None])
     return np.asarray(out)[0].astype(np.asarray(label_map).dtype, copy=False)
 
 

@@ -31,7 +31,10 @@ def _cases_with_specks(n=4):
 
 def test_keeps_largest_component_and_fill_holes_when_they_help():
     preds, gts = _cases_with_specks()
+    originals = [p.copy() for p in preds]
     decision = choose_postprocessing(preds, gts, num_classes=2, metrics=["dice", "thresholded_jaccard"])
+    for pred, original in zip(preds, originals, strict=True):  # the trials must not write into the inputs
+        np.testing.assert_array_equal(pred, original)
     assert decision["classes"]["1"] == {"largest_component": True, "fill_holes": True}
     assert decision["scores"]["after"]["mean_dice"] == pytest.approx(1.0)
     assert decision["scores"]["before"]["mean_dice"] < 1.0
@@ -55,7 +58,9 @@ def test_refuses_filling_a_ring_around_another_class():
     """Myocardium (2) rings the left ventricle (3): filling its holes would swallow the ventricle."""
     ring = _disc((40, 40), (20, 20), 12, 2)
     gt = np.where(_disc((40, 40), (20, 20), 7) > 0, 3, ring).astype(np.uint8)
-    decision = choose_postprocessing([gt.copy(), gt.copy()], [gt, gt], num_classes=4)
+    preds = [gt.copy(), gt.copy()]
+    decision = choose_postprocessing(preds, [gt, gt], num_classes=4)
+    np.testing.assert_array_equal(preds[0], gt)  # the refused fill did not leak into the predictions
     assert decision["classes"]["2"]["fill_holes"] is False
     assert decision["classes"]["3"]["fill_holes"] is False
 

@@ -23,5 +23,5 @@ BUNDLE_FILES = [
 setup(
     packages=[*find_packages(include=["medseg", "medseg.*", "data_prep", "data_prep.*"]), "medseg.bundles"],
     package_dir={"medseg.bundles": "bundles"},
-    package_data={"medseg.bundles": BUNDLE_FILES},
+    package_data={"medseg.bundles": BUNDLE_FILES, "medseg.sharing": ["schemas/*.json"]},
 )

@@ -16,6 +16,7 @@ BUNDLE_FILES = [
     "_source/*.json",
     "_source/*/*.json",
     "strategies/*.json",
+    "recipes/*",
     "variants/*.json",
     "schema/*.json",
 ]

@@ -107,8 +107,9 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
     workflow(bundle, ["train.json", *layers], "train", output_dir=str(out / "train"),
              **common, **({"max_epochs": epochs} if epochs else {}))
     seconds = time.perf_counter() - started
+    as_released = {"postprocessing_decision": None} if recipe != "default" else {}  # v0.1 had no post-processing
     workflow(bundle, ["train.json", *layers, "evaluate.json"], "infer", output_dir=str(out / "eval"),
-             ckpt_path=str(out / "train" / "model.pt"), evaluate_section="testing", **common)
+             ckpt_path=str(out / "train" / "model.pt"), evaluate_section="testing", **common, **as_released)
     summary = json.loads((out / "eval" / "report" / "summary.json").read_text())
     summary["train_seconds"] = seconds
     summary["epochs"] = epochs

@@ -172,6 +172,18 @@ def load_decision(decision: Mapping | str | Path) -> dict:
     return dict(decision)
 
 
+DECISION_FILE = "postprocessing.json"
+
+
+def decision_beside(checkpoint: str | Path) -> str | None:
+    """The decision file training wrote beside ``checkpoint`` (``postprocessing.json``), or None if there is none.
+
+    Configs use it as ``"postprocessing_decision": "$medseg.postprocessing.decision_beside(@ckpt_path)"``.
+    """
+    path = Path(checkpoint).parent / DECISION_FILE
+    return str(path) if path.is_file() else None
+
+
 def _transform_base():
     from monai.transforms import MapTransform
 
@@ -186,19 +198,21 @@ class ApplyPostprocessingd(_transform_base()):
 
     Args:
         keys: keys of the label maps.
-        decision: the decision dict, or the path of its JSON file.
+        decision: the decision dict, the path of its JSON file, or None (no decision: the transform does nothing).
         allow_missing_keys: do not fail when a key is absent.
     """
 
-    def __init__(self, keys, decision: Mapping | str | Path, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys, decision: Mapping | str | Path | None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.decision = load_decision(decision)
+        self.decision = load_decision(decision) if decision is not None else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         import torch
         from monai.utils import convert_to_dst_type
 
         d = dict(data)
+        if self.decision is None:  # no decision made (yet): nothing to apply
+            return d
         for key in self.key_iterator(d):
             item = d[key]
             array = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)

@@ -78,13 +78,15 @@ def render_bundle(name: str, source_dir: Path) -> dict[str, dict[str, Any]]:
     own_path = source_dir / f"{name}.json"
     own = _read(own_path)
     _check_sections(own_path, own, ("layers", *SECTIONS))
-    parts = []
+    parts, part_paths = [], []
     for layer in own.get("layers", []):
         layer_path = source_dir / "layers" / f"{layer}.json"
         layer_data = _read(layer_path)
         _check_sections(layer_path, layer_data, SECTIONS)
         parts.append(layer_data)
+        part_paths.append(layer_path)
     parts.append(own)
+    part_paths.append(own_path)
 
     rendered = {}
     for kind in KINDS:
@@ -93,10 +95,13 @@ def render_bundle(name: str, source_dir: Path) -> dict[str, dict[str, Any]]:
             # a stand-alone config: ids resolve inside it, as MONAI merges files at run time
             parser = ConfigParser(base)
             parser["bundle_name"] = name
-            for part in parts:
+            for part, path in zip(parts, part_paths, strict=True):
                 for section in ("common", kind):
                     for key, value in copy.deepcopy(part.get(section, {})).items():
-                        merge_kv(parser, key, value)
+                        try:
+                            merge_kv(parser, key, value)
+                        except (KeyError, ValueError) as err:
+                            raise RenderError(f"{path}: {section}: {key!r} does not fit {kind}.json ({err})") from None
             rendered[kind] = parser.get()
         else:
             # an overlay: its keys (``network_def#deep_supervision``) stay literal, to be merged over train.json

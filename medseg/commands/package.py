@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 TTA_PRESETS = {
-    "none": None,
+    "bundle": None,  # what the bundle's inference.json does (its inferer)
+    "none": {},
     "flips": {"flips": [[0], [1]]},
     "flips+rot90": {"flips": [[0], [1], [0, 1]], "rot90": [1, 2, 3]},
 }
@@ -24,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow store holding the run (default as for training)")
     parser.add_argument("--sign", default=None, metavar="KEY", help="sign manifest.json with this .key (medseg keys)")
     parser.add_argument(
-        "--tta", choices=sorted(TTA_PRESETS), default="none", help="test-time augmentation recorded in the manifest"
+        "--tta", choices=sorted(TTA_PRESETS), default="bundle",
+        help="test-time augmentation recorded in the manifest (default: the bundle's own)"
     )
     parser.add_argument(
         "--postprocessing",

@@ -6,6 +6,7 @@ Modules are imported on use (``medseg.handlers.metrics``, ``medseg.handlers.repo
 
 from medseg.handlers.checkpoint import BundleCheckpointLoader
 from medseg.handlers.input_errors import InputErrorHandler
+from medseg.handlers.postprocessing import ChoosePostprocessing
 from medseg.handlers.time_budget import TimeBudget
 
-__all__ = ["BundleCheckpointLoader", "InputErrorHandler", "TimeBudget"]
+__all__ = ["BundleCheckpointLoader", "ChoosePostprocessing", "InputErrorHandler", "TimeBudget"]

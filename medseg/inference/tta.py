@@ -45,6 +45,8 @@ class FlipTTAInferer(Inferer):
         flips: mirror along the spatial axes.
         rot90: also rotate by multiples of 90 degrees (needs at least 2 spatial dimensions).
         activation: ``"softmax"`` (multi-class, default) or ``"sigmoid"`` (independent channels).
+        log_probabilities: return the log of the mean probabilities (softmax of the result = the mean), for
+            pipelines that apply ``Activationsd(softmax)`` afterwards, as the bundles' configs do.
 
     Raises:
         ValueError: a setting of the wrong type or value (one line naming the setting).
@@ -61,8 +63,10 @@ class FlipTTAInferer(Inferer):
         flips: bool = True,
         rot90: bool = False,
         activation: str = "softmax",
+        log_probabilities: bool = False,
     ) -> None:
         self.flips = _check_bool("flips", flips)
+        self.log_probabilities = _check_bool("log_probabilities", log_probabilities)
         self.rot90 = _check_bool("rot90", rot90)
         if activation not in ACTIVATIONS:
             raise ValueError(f"FlipTTAInferer: 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
@@ -118,4 +122,7 @@ class FlipTTAInferer(Inferer):
             probs = torch.rot90(probs, -turns, plane) if turns else probs  # undo in reverse order
             probs = torch.flip(probs, dims) if dims else probs
             total = probs if total is None else total + probs
-        return total / len(views)
+        mean = total / len(views)
+        # log-probabilities are logits whose softmax is exactly the mean: a config's Activationsd(softmax) and a
+        # loss with softmax=True then see the averaged prediction, and switching TTA on changes nothing else
+        return torch.log(mean.clamp_min(1e-8)) if self.log_probabilities else mean

@@ -258,6 +258,13 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
             raise SharingError(config_file, f"{config_id} inverts {raw.get('transform')!r}", "invert @preprocessing")
         if name in _SKIPPED_POST:
             continue
+        if name == "ApplyPostprocessingd":  # the decision training chose: per-class filters in the manifest
+            from medseg.postprocessing import load_decision
+
+            decision = parser.get_parsed_content(f"{config_id}::decision")
+            for label, ops in (load_decision(decision)["classes"] if decision is not None else {}).items():
+                classes.setdefault(str(label), {}).update({op: True for op, on in ops.items() if on})
+            continue
         args = _resolved_args(parser, config_id, raw, str(config_file)) if name in _KNOWN_POST else {}
         if name == "Activationsd" and args.get("softmax") and not args.get("sigmoid"):
             continue
@@ -277,11 +284,29 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
         )
     if not {"Activationsd", "AsDiscreted"} <= seen:
         raise SharingError(config_file, "postprocessing is not softmax + argmax", "add Activationsd and AsDiscreted")
+    return {"classes": classes}
+
+
+def _tta(parser: Any, config_file: Path) -> dict | None:
+    """The inferer as manifest TTA: SimpleInferer is none; FlipTTAInferer's mirrors (and 90-degree turns)."""
     inferer = parser.get("inferer")
     inferer_cls = _class_of(inferer.get("_target_")) if isinstance(inferer, dict) else None
-    if getattr(inferer_cls, "__name__", "") != "SimpleInferer":
-        raise SharingError(config_file, f"inferer {inferer!r} cannot be expressed in a manifest", "use SimpleInferer")
-    return {"classes": classes}
+    name = getattr(inferer_cls, "__name__", "")
+    if name == "SimpleInferer":
+        return None
+    if name == "FlipTTAInferer":
+        tta = parser.get_parsed_content("inferer")
+        if not isinstance(tta.inferer, _class_of("SimpleInferer")):
+            raise SharingError(config_file, "inferer::inferer must be SimpleInferer", "use SimpleInferer inside")
+        views: dict[str, list] = {}
+        if tta.flips:
+            views["flips"] = [[0], [1], [0, 1]]
+        if tta.rot90:
+            views["rot90"] = [1, 2, 3]
+        return views or None
+    raise SharingError(
+        config_file, f"inferer {inferer!r} cannot be expressed in a manifest", "use SimpleInferer or FlipTTAInferer"
+    )
 
 
 def derive_from_config(config: dict, metadata: dict, folder: Path, config_file: Path) -> dict:
@@ -306,6 +331,7 @@ def derive_from_config(config: dict, metadata: dict, folder: Path, config_file: 
         network = _network_entry(parser, config_file)
         preprocessing = _preprocessing(parser, config_file)
         postprocessing = _postprocessing(parser, config_file)
+        tta = _tta(parser, config_file)
     fmt = metadata.get("network_data_format", {})
     image = fmt.get("inputs", {}).get("image", {})
     channel_def = fmt.get("outputs", {}).get("pred", {}).get("channel_def", {})
@@ -323,4 +349,5 @@ def derive_from_config(config: dict, metadata: dict, folder: Path, config_file: 
         "preprocessing": preprocessing,
         "postprocessing": postprocessing,
         "labels": labels,
+        "tta": tta,
     }

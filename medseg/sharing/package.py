@@ -402,6 +402,8 @@ def build_manifest(
     from medseg.sharing.manifest import FORMAT, derive_from_config, hash_files, validate_manifest
 
     derived = derive_from_config(config, metadata, staging, source_config or staging / "configs" / "inference.json")
+    derived_tta = derived.pop("tta")
+    tta = derived_tta if tta is None else tta  # the bundle's own TTA unless the packager chose
     if postprocessing:
         derived["postprocessing"] = postprocessing
     weights = []

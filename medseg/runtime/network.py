@@ -90,8 +90,11 @@ def compile_network(network: torch.nn.Module, **compile_kwargs: Any) -> torch.nn
     try:
         network.forward = _CompiledForward(network.forward, **compile_kwargs)
     except Exception as exc:
-        warnings.warn(f"compile: torch.compile is unavailable here ({type(exc).__name__}: {exc}); running eager",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"compile: torch.compile is unavailable here ({type(exc).__name__}: {exc}); running eager",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return network
 
 

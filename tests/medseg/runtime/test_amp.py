@@ -78,9 +78,16 @@ def test_bad_value_is_one_line(cpu, setting):
     assert "auto, true, false, bf16, fp16" in message
 
 
-@pytest.mark.parametrize("bf16_gpu, setting, expected", [(True, "auto", "bf16"), (False, "auto", "fp16"),
-                                                         (True, "fp16", "fp16"), (False, "bf16", "fp16"),
-                                                         (True, "false", "off")])
+@pytest.mark.parametrize(
+    "bf16_gpu, setting, expected",
+    [
+        (True, "auto", "bf16"),
+        (False, "auto", "fp16"),
+        (True, "fp16", "fp16"),
+        (False, "bf16", "fp16"),
+        (True, "false", "off"),
+    ],
+)
 def test_cuda_settings(cpu, monkeypatch, bf16_gpu, setting, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_gpu)
     with warnings.catch_warnings():

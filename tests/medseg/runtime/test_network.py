@@ -57,7 +57,9 @@ def test_auto_rule():
     assert resolve_channels_last("true", unet, FP32) is True
 
 
-@pytest.mark.parametrize("name, kwargs", [("channels_last", {"channels_last": "maybe"}), ("compile", {"compile": "auto"})])
+@pytest.mark.parametrize(
+    "name, kwargs", [("channels_last", {"channels_last": "maybe"}), ("compile", {"compile": "auto"})]
+)
 def test_bad_settings_are_one_line(name, kwargs):
     with pytest.raises(BundleInputError) as info:
         prepare_network(small_unet(), "cpu", **kwargs)
@@ -79,8 +81,11 @@ def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
     x = MetaTensor(torch.rand(2, 1, 16, 16))
     expected = small_unet()(x)
     assert is_compiled(net)
-    with pytest.warns(RuntimeWarning, match=r"^compile: torch.compile failed on this platform \(RuntimeError: "
-                      r"InductorError: no working C\+\+ compiler found\); running eager$"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"^compile: torch.compile failed on this platform \(RuntimeError: "
+        r"InductorError: no working C\+\+ compiler found\); running eager$",
+    ):
         out = net(x)
     torch.testing.assert_close(out, expected)
     assert not is_compiled(net)
@@ -125,5 +130,7 @@ def test_prepare_batch_disabled_and_non_4d():
     batch = {"image": torch.rand(2, 3, 8, 8), "label": torch.zeros(2, 1, 8, 8)}
     image, _ = ChannelsLastPrepareBatch(enabled=False)(batch, "cpu")
     assert image.is_contiguous()
-    volume, _ = ChannelsLastPrepareBatch()({"image": torch.rand(1, 3, 4, 4, 4), "label": torch.zeros(1, 1, 4, 4, 4)}, "cpu")
+    volume, _ = ChannelsLastPrepareBatch()(
+        {"image": torch.rand(1, 3, 4, 4, 4), "label": torch.zeros(1, 1, 4, 4, 4)}, "cpu"
+    )
     assert volume.is_contiguous()

@@ -4,7 +4,7 @@ batched inference with I/O overlapped with compute. Bundle configs call these (`
 
 from medseg.runtime.amp import AmpPlan, cpu_supports_bf16, engine_amp, engine_amp_kwargs, resolve_amp
 from medseg.runtime.describe import describe_runtime, log_runtime, runtime_params
-from medseg.runtime.inference import batched_inference, predict_batch
+from medseg.runtime.inference import batched_inference, predict_batch, prefetch
 from medseg.runtime.inferer import AmpInferer, to_float32
 from medseg.runtime.network import (
     ChannelsLastPrepareBatch,
@@ -29,6 +29,7 @@ __all__ = [
     "is_compiled",
     "log_runtime",
     "predict_batch",
+    "prefetch",
     "prepare_network",
     "resolve_amp",
     "resolve_channels_last",

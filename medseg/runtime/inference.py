@@ -4,8 +4,8 @@
 loader, ``inferer``, ``postprocessing``) and runs them the way MONAI's ``SupervisedEvaluator`` does (collate, infer,
 decollate, postprocess), but
 
-* loads and preprocesses the next batch while the network runs on this one (``monai.data.ThreadDataLoader`` in a
-  background thread, or DataLoader worker processes with ``num_workers``),
+* loads and preprocesses the next batch while the network runs on this one (in a background thread, or in
+  DataLoader worker processes with ``num_workers``),
 * runs the post-processing (``Invertd`` back to the original size, argmax) and the caller's ``sink`` (writing the
   mask) in a small thread pool while the network runs on the next batch,
 * runs the network under the run's autocast, in channels_last where that is faster, with optional flip TTA.
@@ -37,6 +37,24 @@ from medseg.runtime.inferer import to_float32
 from medseg.runtime.network import to_channels_last
 
 TTA_SETTINGS = ("none", "flips")
+_END = object()
+
+
+def prefetch(iterable: Any, depth: int = 2) -> Iterator[Any]:
+    """Iterate ``iterable`` in one background thread, ``depth`` items ahead; its errors are raised here.
+
+    (``monai.data.ThreadDataLoader``'s buffer thread would end the iteration silently on an error, losing the
+    failing item and everything after it; MONAI 1.6.)
+    """
+    iterator = iter(iterable)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-load") as pool:
+        ahead = deque(pool.submit(next, iterator, _END) for _ in range(max(1, depth)))
+        while True:
+            value = ahead.popleft().result()
+            if value is _END:
+                return
+            ahead.append(pool.submit(next, iterator, _END))
+            yield value
 
 
 def _flip_dims(tta: str, spatial_dims: int) -> list[tuple[int, ...]]:
@@ -115,8 +133,8 @@ def batched_inference(
         amp_plan: autocast plan.
         channels_last: feed batches in channels_last.
         batch_size: images per forward pass.
-        num_workers: 0 loads in one background thread (``ThreadDataLoader``), which is what paid on 2 cores;
-            more uses that many DataLoader worker processes.
+        num_workers: 0 loads in one background thread (:func:`prefetch`), which is what paid on 2 cores; more
+            uses that many DataLoader worker processes.
         tta: ``none`` or ``flips``.
         sink: called with each post-processed item in the writer thread pool (e.g. to write the mask file); what
             it returns is stored under ``"sink"``.
@@ -130,7 +148,7 @@ def batched_inference(
         BundleInputError: ``tta`` or ``batch_size`` is not valid.
         Whatever ``preprocessing``, the network, ``postprocessing`` or ``sink`` raise (the first error stops the run).
     """
-    from monai.data import DataLoader, Dataset, ThreadDataLoader, decollate_batch
+    from monai.data import DataLoader, Dataset, decollate_batch
 
     if tta not in TTA_SETTINGS:
         raise BundleInputError(f"tta: {tta!r} is not a valid setting; use one of {', '.join(TTA_SETTINGS)}")
@@ -138,10 +156,8 @@ def batched_inference(
         raise BundleInputError(f"batch_size: {batch_size!r} is not valid; use a whole number of at least 1")
     network.eval()
     dataset = Dataset(list(items), transform=preprocessing)
-    if num_workers > 0:
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    else:
-        loader = ThreadDataLoader(dataset, batch_size=batch_size, num_workers=0, buffer_size=2, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    batches = loader if num_workers > 0 else prefetch(loader)
 
     def finish(item: dict) -> dict:
         out = postprocessing(item) if postprocessing is not None else item
@@ -151,7 +167,7 @@ def batched_inference(
 
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=max(1, writer_threads), thread_name_prefix="medseg-write") as pool:
-        for batch in loader:
+        for batch in batches:
             images = batch["image"].to(device)
             batch["pred"] = predict_batch(images, network, inferer, amp_plan, channels_last, tta).cpu()
             batch["image"] = batch["image"].cpu() if isinstance(batch["image"], torch.Tensor) else batch["image"]

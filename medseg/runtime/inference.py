@@ -18,8 +18,8 @@ Results come back in input order. ``medseg predict`` calls it with its bundle's 
         Compose([bundle.load, bundle.preprocessing]), bundle.postprocessing,
         inferer=bundle.inferer, device=bundle.device, amp_plan=resolve_amp(amp, bundle.device),
         channels_last=resolve_channels_last("auto", bundle.network, plan), batch_size=8,
-        sink=lambda item: write_png_mask(label_map(item["pred"]), out / f"{Path(item['source']).stem}_mask.png", ...))
-    for item in results: ...   # drives the run; each item is the post-processed dict
+        sink=lambda source, result: write_png_mask(result["pred"][0].numpy(), out / f"{source['name']}_mask.png", ..))
+    for source, result in results: ...   # drives the run; rows for the CSV from result["pred"]
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def batched_inference(
     tta: str = "none",
     sink: Callable[[dict], Any] | None = None,
     writer_threads: int = 1,
-) -> Iterator[dict]:
-    """Run ``network`` over ``items`` in batches; yield each post-processed item in input order.
+) -> Iterator[tuple[dict, dict]]:
+    """Run ``network`` over ``items`` in batches; yield ``(input item, post-processed item)`` in input order.
 
     Args:
         items: one dict per image, e.g. ``{"image": "path.png"}``; passed to ``preprocessing``.
@@ -136,13 +136,13 @@ def batched_inference(
         num_workers: 0 loads in one background thread (:func:`prefetch`), which is what paid on 2 cores; more
             uses that many DataLoader worker processes.
         tta: ``none`` or ``flips``.
-        sink: called with each post-processed item in the writer thread pool (e.g. to write the mask file); what
-            it returns is stored under ``"sink"``.
+        sink: ``sink(input_item, result)`` for each image, in the writer thread pool (e.g. to write the mask file
+            named after the input: the preprocessing may drop keys); what it returns is stored under ``"sink"``.
         writer_threads: threads for post-processing and ``sink`` (1 keeps writes in order and leaves the cores to
             the network).
 
     Yields:
-        the post-processed items, in the order of ``items``.
+        ``(input item, post-processed item)`` pairs, in the order of ``items``.
 
     Raises:
         BundleInputError: ``tta`` or ``batch_size`` is not valid.
@@ -155,15 +155,16 @@ def batched_inference(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise BundleInputError(f"batch_size: {batch_size!r} is not valid; use a whole number of at least 1")
     network.eval()
-    dataset = Dataset(list(items), transform=preprocessing)
+    sources, done = list(items), 0
+    dataset = Dataset(sources, transform=preprocessing)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     batches = loader if num_workers > 0 else prefetch(loader)
 
-    def finish(item: dict) -> dict:
+    def finish(source: dict, item: dict) -> tuple[dict, dict]:
         out = postprocessing(item) if postprocessing is not None else item
         if sink is not None:
-            out["sink"] = sink(out)
-        return out
+            out["sink"] = sink(source, out)
+        return source, out
 
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=max(1, writer_threads), thread_name_prefix="medseg-write") as pool:
@@ -172,7 +173,8 @@ def batched_inference(
             batch["pred"] = predict_batch(images, network, inferer, amp_plan, channels_last, tta).cpu()
             batch["image"] = batch["image"].cpu() if isinstance(batch["image"], torch.Tensor) else batch["image"]
             for item in decollate_batch(batch):
-                pending.append(pool.submit(finish, item))
+                pending.append(pool.submit(finish, sources[done], item))
+                done += 1
             # keep at most two batches in flight so memory stays bounded; hand back what is done, in order
             while len(pending) > 2 * batch_size or (pending and pending[0].done()):
                 yield pending.popleft().result()

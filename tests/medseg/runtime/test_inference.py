@@ -72,7 +72,7 @@ def test_same_masks_in_order_at_original_size(pngs, num_workers):
     pre, post, net = pipeline()
     expected = one_at_a_time(pngs, pre, post, net)
     written = []
-    results = list(
+    pairs = list(
         batched_inference(
             [{"image": str(p), "source": p.name} for p in pngs],
             net,
@@ -81,11 +81,12 @@ def test_same_masks_in_order_at_original_size(pngs, num_workers):
             batch_size=2,
             num_workers=num_workers,
             channels_last=True,
-            sink=lambda item: written.append(item["source"]) or item["source"].upper(),
+            sink=lambda source, result: written.append(source["source"]) or result["pred"].shape,
         )
     )
-    assert [r["source"] for r in results] == [p.name for p in pngs] == written
-    assert [r["sink"] for r in results] == [p.name.upper() for p in pngs]
+    sources, results = zip(*pairs, strict=True)
+    assert [s["source"] for s in sources] == [p.name for p in pngs] == written
+    assert [r["sink"] for r in results] == [r["pred"].shape for r in results]
     for result, mask, path in zip(results, expected, pngs, strict=True):
         width, height = Image.open(path).size
         assert result["pred"].shape == (1, width, height)  # MONAI reads PNGs column first
@@ -95,9 +96,9 @@ def test_same_masks_in_order_at_original_size(pngs, num_workers):
 def test_bf16_agrees_with_fp32(pngs):
     pre, post, net = pipeline()
     items = [{"image": str(p)} for p in pngs]
-    fp32 = [r["pred"] for r in batched_inference(items, net, pre, post, batch_size=4)]
+    fp32 = [r["pred"] for _, r in batched_inference(items, net, pre, post, batch_size=4)]
     bf16_plan = AmpPlan(True, torch.bfloat16, "cpu", "test")
-    bf16 = [r["pred"] for r in batched_inference(items, net, pre, post, batch_size=4, amp_plan=bf16_plan)]
+    bf16 = [r["pred"] for _, r in batched_inference(items, net, pre, post, batch_size=4, amp_plan=bf16_plan)]
     agreement = np.mean([(a == b).float().mean().item() for a, b in zip(fp32, bf16, strict=True)])
     assert agreement > 0.95
 

@@ -9,6 +9,7 @@ from medseg.runtime.inferer import AmpInferer, to_float32
 from medseg.runtime.network import (
     ChannelsLastPrepareBatch,
     compile_network,
+    cpu_has_avx512,
     is_compiled,
     prepare_network,
     resolve_channels_last,
@@ -22,6 +23,7 @@ __all__ = [
     "batched_inference",
     "ChannelsLastPrepareBatch",
     "compile_network",
+    "cpu_has_avx512",
     "cpu_supports_bf16",
     "describe_runtime",
     "engine_amp",

@@ -22,18 +22,24 @@ def _switch(name: str, setting: Any, allowed: tuple[str, ...]) -> str:
     raise BundleInputError(f"{name}: {setting!r} is not a valid setting; use one of {', '.join(allowed)}")
 
 
+def cpu_has_avx512() -> bool:
+    """Whether torch's CPU kernels run with AVX-512 here (``torch.backends.cpu.get_cpu_capability()``)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def resolve_channels_last(setting: Any, network: torch.nn.Module, plan: AmpPlan | None = None) -> bool:
     """Whether to run ``network`` (and its inputs) in ``torch.channels_last``.
 
-    The ``auto`` rule, from measurements (benchmarks/README.md): channels_last pays for ImageNet-style encoders
-    (``FlexibleUNet``: ResNet34 1.15-1.20x faster in fp32 on CPU, 1.24x on top of bf16) and whenever autocast is on
-    (oneDNN's bf16 and cuDNN's tensor-core kernels work in NHWC; the cardiac UNet gained 1.12x on top of bf16), but
-    not for MONAI's small ``UNet`` / ``DynUNet`` in fp32 (1.02x on a bf16-capable CPU, 0.79x on an AVX2-only one).
+    The ``auto`` rule, from measurements (benchmarks/README.md, docs/runtime.md): on whenever autocast is on
+    (oneDNN's bf16 and cuDNN's tensor-core kernels work in NHWC: ResNet34 1.24x and the cardiac UNet 1.12x faster on
+    top of bf16 on a CPU with AMX); in fp32 only for ImageNet-style encoders (``FlexibleUNet``) on CUDA or on an
+    AVX-512 CPU (ResNet34 1.20x there), not on an AVX2-only CPU (the ResNet34 bundle epoch was 1.30x *slower* with it
+    on an AVX2 EPYC) and never for MONAI's small ``UNet``/``DynUNet`` in fp32 (1.02x with AVX-512, 0.79x with AVX2).
 
     Args:
         setting: ``auto``, ``true`` or ``false`` (or a bool).
         network: the network (before or after it is moved).
-        plan: the run's AMP plan.
+        plan: the run's AMP plan (its ``device_type`` says where the network runs; CPU when None).
 
     Returns:
         True to use channels_last.
@@ -44,9 +50,14 @@ def resolve_channels_last(setting: Any, network: torch.nn.Module, plan: AmpPlan 
     value = _switch("channels_last", setting, SWITCH_SETTINGS)
     if value != "auto":
         return value == "true"
+    if plan is not None and plan.enabled:
+        return True
     from monai.networks.nets import FlexibleUNet
 
-    return isinstance(network, FlexibleUNet) or bool(plan is not None and plan.enabled)
+    if not isinstance(network, FlexibleUNet):
+        return False
+    device_type = plan.device_type if plan is not None else "cpu"
+    return device_type == "cuda" or (device_type == "cpu" and cpu_has_avx512())
 
 
 class _CompiledForward:

@@ -46,11 +46,17 @@ def test_channels_last_keeps_outputs(plan, tolerance):
     assert set(net.state_dict()) == set(reference_net.state_dict())
 
 
-def test_auto_rule():
+@pytest.mark.parametrize("avx512", [True, False])
+def test_auto_rule(monkeypatch, avx512):
+    monkeypatch.setattr(network_module, "cpu_has_avx512", lambda: avx512)
     unet = small_unet()
     flex = FlexibleUNet(3, 2, backbone="resnet18", pretrained=False, spatial_dims=2)
-    assert resolve_channels_last("auto", flex, FP32) is True  # ImageNet-style encoder: faster in fp32 too
+    cuda_fp32 = AmpPlan(False, None, "cuda", "test")
+    assert resolve_channels_last("auto", flex, FP32) is avx512  # ImageNet-style encoder: faster in fp32 with AVX-512
+    assert resolve_channels_last("auto", flex, None) is avx512
+    assert resolve_channels_last("auto", flex, cuda_fp32) is True
     assert resolve_channels_last("auto", unet, FP32) is False  # small UNet in fp32: no gain
+    assert resolve_channels_last("auto", unet, cuda_fp32) is False
     assert resolve_channels_last("auto", unet, BF16) is True  # low-precision kernels prefer NHWC
     assert resolve_channels_last("auto", unet, None) is False
     assert resolve_channels_last(False, flex, BF16) is False

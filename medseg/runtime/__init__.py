@@ -4,7 +4,7 @@ batched inference with I/O overlapped with compute. Bundle configs call these (`
 
 from medseg.runtime.amp import AmpPlan, cpu_supports_bf16, engine_amp, engine_amp_kwargs, resolve_amp
 from medseg.runtime.describe import describe_runtime, log_runtime, runtime_params
-from medseg.runtime.inference import batched_inference, predict_batch, prefetch
+from medseg.runtime.inference import PrefetchDataLoader, batched_inference, predict_batch, prefetch
 from medseg.runtime.inferer import AmpInferer, to_float32
 from medseg.runtime.network import (
     ChannelsLastPrepareBatch,
@@ -22,6 +22,7 @@ __all__ = [
     "AmpPlan",
     "batched_inference",
     "ChannelsLastPrepareBatch",
+    "PrefetchDataLoader",
     "compile_network",
     "cpu_has_avx512",
     "cpu_supports_bf16",

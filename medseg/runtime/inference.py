@@ -180,3 +180,34 @@ def batched_inference(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+class PrefetchDataLoader:
+    """A ``torch.utils.data.DataLoader`` whose batches are made one step ahead in a background thread.
+
+    What ``monai.data.ThreadDataLoader`` does for the random augmentation of cached items (it overlaps the training
+    step, torch ops release the GIL), but an error in a transform is raised in the training loop instead of ending
+    the epoch silently. ``len``, ``dataset``, ``sampler`` (``DistributedSampler.set_epoch``) are the wrapped loader's.
+
+    Args:
+        dataset: the dataset.
+        depth: batches made ahead.
+        kwargs: for ``monai.data.DataLoader`` (``batch_size``, ``shuffle``, ``num_workers``, ...).
+    """
+
+    def __init__(self, dataset: Any, depth: int = 1, **kwargs: Any) -> None:
+        from monai.data import DataLoader
+
+        self.loader = DataLoader(dataset, **kwargs)
+        self.depth = depth
+
+    def __iter__(self) -> Iterator[Any]:
+        return prefetch(self.loader, self.depth)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "loader":  # not set yet (unpickling): avoid recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)

@@ -144,3 +144,25 @@ def test_prefetch_keeps_order_and_raises_errors():
         for value in prefetch(failing()):
             got.append(value)
     assert got == [1]
+
+
+def test_prefetch_data_loader_is_a_loader_that_raises():
+    from monai.data import Dataset
+
+    from medseg.runtime import PrefetchDataLoader
+
+    loader = PrefetchDataLoader(list(range(10)), batch_size=4, shuffle=False)
+    assert len(loader) == 3 and loader.batch_size == 4 and loader.sampler is not None
+    assert [b.tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+    def transform(x):
+        if x == 6:
+            raise ValueError("bad item 6")
+        return x
+
+    failing = PrefetchDataLoader(Dataset(list(range(10)), transform=transform), batch_size=4)
+    seen = []
+    with pytest.raises(Exception, match="bad item 6|applying transform"):
+        for batch in failing:
+            seen.append(batch)
+    assert len(seen) == 1  # the first batch arrived, the second raised (ThreadDataLoader would just stop)

@@ -68,8 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n", type=int, default=None, help="phantom images (default: 4 batches)")
     parser.add_argument("--spatial-size", type=int, default=None)
-    parser.add_argument("--loader-only", nargs="*", default=[], choices=list(BENCH_SIZES),
-                        help="bundles timed without the training step (their step dwarfs loading on a slow box)")
+    parser.add_argument(
+        "--loader-only",
+        nargs="*",
+        default=[],
+        choices=list(BENCH_SIZES),
+        help="bundles timed without the training step (their step dwarfs loading on a slow box)",
+    )
     parser.add_argument("--quick", action="store_true", help="CI smoke run: 64 px, 8 images, 1 epoch")
     parser.add_argument("--data", default=None)
     args = parser.parse_args(argv)
@@ -94,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         data = make_data(kind, n, extra, root / f"n{n}")
         start = time.perf_counter()
         workflow = build_bundle(
-            bundle, data, root / f"out_{bundle}", 1,
+            bundle,
+            data,
+            root / f"out_{bundle}",
+            1,
             {"batch_size": batch, "spatial_size": [size, size], "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
         )
         cached = workflow.parser.get_parsed_content("train#dataset")
@@ -117,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 step.epoch()
                 with_step[name].append(time.perf_counter() - t0)
-        print(f"\n{bundle}: {n} images, {size} px, batch {batch}; build + cache {cache_s:.1f} s (workflow "
-              f"included), {per_item / 1e6:.2f} MB per cached item")
+        print(
+            f"\n{bundle}: {n} images, {size} px, batch {batch}; build + cache {cache_s:.1f} s (workflow "
+            f"included), {per_item / 1e6:.2f} MB per cached item"
+        )
         print(f"{'data path':26s} {'loader only s':>14s} {'epoch with step s':>18s} {'vs DataLoader w0':>17s}")
         base = statistics.median(with_step["DataLoader w0"][1:])
         for name in loaders:
@@ -126,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:26s} {a:14.2f} {w:18.2f} {w / base:17.2f}")
         print(f"{'runtime_cache 1st epoch':26s} {alone['runtime_cache'][0]:14.2f}")
     load_after = os.getloadavg()
-    print(f"\ntorch {torch.__version__}, {args.threads} threads, medians of {args.epochs} epochs after a warm-up; "
-          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(
+        f"\ntorch {torch.__version__}, {args.threads} threads, medians of {args.epochs} epochs after a warm-up; "
+        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
+    )
     tmp.cleanup()
     return 0
 

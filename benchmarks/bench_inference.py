@@ -124,9 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         def write(source: dict, result: dict) -> None:
             write_png_mask(result["pred"][0].numpy(), out / f"{source['name']}_mask.png", binary)
 
-        for _pair in batched_inference(items, bundle.network, pipeline, bundle.postprocessing, inferer=bundle.inferer,
-                                   amp_plan=plan, channels_last=channels_last, batch_size=args.batch_size,
-                                   num_workers=args.num_workers, tta=tta, sink=write):
+        for _pair in batched_inference(
+            items,
+            bundle.network,
+            pipeline,
+            bundle.postprocessing,
+            inferer=bundle.inferer,
+            amp_plan=plan,
+            channels_last=channels_last,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            tta=tta,
+            sink=write,
+        ):
             pass
 
     def per_image() -> None:
@@ -135,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             write_png_mask(bundle.segment({"image": str(path)}, str(path)), out / f"{path.stem}_mask.png", binary)
 
-    methods = {"raw model(x) fp32": raw, "batched": lambda: batched("none"), "batched + flips TTA":
-               lambda: batched("flips")}
+    methods = {
+        "raw model(x) fp32": raw,
+        "batched": lambda: batched("none"),
+        "batched + flips TTA": lambda: batched("flips"),
+    }
     if args.per_image:
         methods["per image (current predict)"] = per_image
     times: dict[str, list[float]] = {name: [] for name in methods}
@@ -147,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(time.perf_counter() - start)
     load_after = os.getloadavg()
     base = args.n / statistics.median(times["raw model(x) fp32"][1:])
-    print(f"\n{args.n} PNGs {args.width}x{args.height} -> network input {input_shape}, batch {args.batch_size}, "
-          f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} rounds after a warm-up; "
-          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(
+        f"\n{args.n} PNGs {args.width}x{args.height} -> network input {input_shape}, batch {args.batch_size}, "
+        f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} rounds after a warm-up; "
+        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
+    )
     print(f"{'method':30s} {'images/s':>9s} {'vs raw':>7s}")
     for name, values in times.items():
         rate = args.n / statistics.median(values[1:])

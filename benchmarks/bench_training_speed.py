@@ -46,10 +46,16 @@ RUNTIME_CONFIG = {
     "use_channels_last": "$medseg.runtime.resolve_channels_last(@channels_last, @network_def, @amp_plan)",
     "compile": False,
     "prepare_batch": {"_target_": "medseg.runtime.ChannelsLastPrepareBatch", "enabled": "@use_channels_last"},
-    "train#inferer": {"_target_": "medseg.runtime.AmpInferer", "inferer": {"_target_": "SimpleInferer"},
-                      "plan": "@amp_plan"},
-    "validate#inferer": {"_target_": "medseg.runtime.AmpInferer", "inferer": {"_target_": "SimpleInferer"},
-                         "plan": "@amp_plan"},
+    "train#inferer": {
+        "_target_": "medseg.runtime.AmpInferer",
+        "inferer": {"_target_": "SimpleInferer"},
+        "plan": "@amp_plan",
+    },
+    "validate#inferer": {
+        "_target_": "medseg.runtime.AmpInferer",
+        "inferer": {"_target_": "SimpleInferer"},
+        "plan": "@amp_plan",
+    },
     "train#trainer#amp": "$medseg.runtime.engine_amp(@amp_plan)",
     "train#trainer#amp_kwargs": "$medseg.runtime.engine_amp_kwargs(@amp_plan)",
     "train#trainer#prepare_batch": "@prepare_batch",
@@ -161,20 +167,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.compile:
             columns["compile"] = {"amp": args.amp, "compile": True}
         workflows = {
-            name: build_bundle(bundle, data, root / f"out_{bundle}_{name}", args.epochs,
-                               common | runtime_overrides(train_json, **settings))
+            name: build_bundle(
+                bundle,
+                data,
+                root / f"out_{bundle}_{name}",
+                args.epochs,
+                common | runtime_overrides(train_json, **settings),
+            )
             for name, settings in columns.items()
         }
         first = workflows["defaults"]
         summary = describe_runtime(
-            first.parser.get_parsed_content("amp_plan"), first.parser.get_parsed_content("use_channels_last"),
-            False, first.parser.get_parsed_content("device"))
+            first.parser.get_parsed_content("amp_plan"),
+            first.parser.get_parsed_content("use_channels_last"),
+            False,
+            first.parser.get_parsed_content("device"),
+        )
         loader = first.parser.get_parsed_content("train#dataloader")
         flops = step_flops(first.parser.get_parsed_content("network_def"), next(iter(loader)))
         times = time_columns(workflows, args.epochs)
         iters = len(loader)
-        row = {"bundle": bundle, "size": size, "batch": batch, "iterations": iters, "runtime": summary,
-               "gflop_per_step": flops / 1e9}
+        row = {
+            "bundle": bundle,
+            "size": size,
+            "batch": batch,
+            "iterations": iters,
+            "runtime": summary,
+            "gflop_per_step": flops / 1e9,
+        }
         for name, values in times.items():
             timed = values if name == "compile" else values[1:]  # compile: every epoch counts, compiling included
             row[f"{name}_s"] = statistics.median(timed) if name != "compile" else sum(timed) / len(timed)
@@ -182,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{name}_all_s"] = values
         rows.append(row)
     load_after = os.getloadavg()
-    print(f"\ntorch {torch.__version__}, {args.threads} threads, median of {args.epochs} epochs after a warm-up "
-          f"(compile: mean over all {args.epochs + 1} epochs incl. compiling); load average "
-          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(
+        f"\ntorch {torch.__version__}, {args.threads} threads, median of {args.epochs} epochs after a warm-up "
+        f"(compile: mean over all {args.epochs + 1} epochs incl. compiling); load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
+    )
     for row in rows:
         print(f"{row['bundle']}: {row['runtime']}")
     names = [n for n in ("plain", "defaults", "compile") if f"{n}_s" in rows[0]]

@@ -1,0 +1,177 @@
+"""Images per second for batched folder inference (PNG in, masks out) against a raw batched ``model(x)`` loop.
+
+Builds ``isic_flexunet_resnet34``'s ``inference.json`` pipeline the way ``medseg predict`` does
+(``medseg.sharing.inference.load_inference_bundle``: the bundle's loader, preprocessing, inferer and
+post-processing, with random weights saved as ``models/model.pt`` in a temporary copy of the bundle), writes N
+dermoscopy-sized PNGs (768 x 560 by default) and times, alternating the methods so they see the same load:
+
+* **raw**: ``network(x)`` in fp32 over batches of tensors already in memory at the network's input size (no I/O, no
+  pre- or post-processing): the ceiling;
+* **batched**: ``medseg.runtime.batched_inference`` (loading in a background thread, the network under the run's
+  amp plan in channels_last where that is faster, ``Invertd`` back to the original size + argmax + PNG mask written in
+  a writer thread), TTA off;
+* **batched + flips TTA**: the same with the 4 flip combinations averaged;
+* **per image**: the current ``medseg predict`` path (``InferenceBundle.segment`` one image at a time, mask written).
+
+Example:
+    python benchmarks/bench_inference.py --n 64 --repeats 3
+    python benchmarks/bench_inference.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+BUNDLE = "isic_flexunet_resnet34"
+
+
+def write_images(folder: Path, n: int, width: int, height: int) -> list[Path]:
+    """``n`` RGB PNGs of a dark ellipse on skin-coloured noise."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:height, :width]
+    paths = []
+    for i in range(n):
+        cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+        inside = ((rows - cy) / (0.2 * height)) ** 2 + ((cols - cx) / (0.25 * width)) ** 2 < 1
+        image = rng.normal([200, 150, 130], 12, (height, width, 3))
+        image[inside] *= 0.45
+        path = folder / f"case_{i:04d}.png"
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def bundle_with_random_weights(root: Path) -> Path:
+    """A copy of the bundle's configs with the network's initial weights as models/model.pt."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    folder = root / BUNDLE
+    shutil.copytree(REPO_ROOT / "bundles" / BUNDLE / "configs", folder / "configs")
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    parser["bundle_root"] = str(folder)
+    (folder / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=48, help="images")
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--height", type=int, default=560)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--amp", default="auto")
+    parser.add_argument("--num-workers", type=int, default=0, help="batched: 0 = background thread, >0 processes")
+    parser.add_argument("--per-image", action="store_true", help="also time the one-image-at-a-time path")
+    parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small images, 1 round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.width, args.height, args.batch_size, args.repeats = 4, 96, 80, 2, 1
+
+    import logging
+
+    import torch
+    from monai.transforms import Compose
+
+    from medseg.runtime import batched_inference, describe_runtime, resolve_amp, resolve_channels_last
+    from medseg.sharing.inference import load_inference_bundle
+    from medseg.sharing.inputs import write_png_mask
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger().setLevel(logging.WARNING)
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(tmp.name)
+    load_before = os.getloadavg()
+    paths = write_images(root / "images", args.n, args.width, args.height)
+    bundle = load_inference_bundle(bundle_with_random_weights(root), "cpu")
+    plan = resolve_amp(args.amp, "cpu")
+    channels_last = resolve_channels_last("auto", bundle.network, plan)
+    bundle.network.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    print(describe_runtime(plan, channels_last, False, "cpu"))
+    pipeline = Compose([bundle.load, bundle.preprocessing])
+    binary = max(bundle.labels) == 1
+    input_shape = tuple(pipeline({"image": str(paths[0])})["image"].shape)
+    raw_network = load_inference_bundle(root / BUNDLE, "cpu").network  # fp32, channels-first, same weights
+    tensors = torch.rand(args.n, *input_shape)
+
+    def raw() -> None:
+        with torch.no_grad():
+            for start in range(0, args.n, args.batch_size):
+                raw_network(tensors[start : start + args.batch_size])
+
+    def batched(tta: str) -> None:
+        out = root / f"masks_{tta}"
+        out.mkdir(exist_ok=True)
+        items = [{"image": str(p), "name": p.stem} for p in paths]
+
+        def write(source: dict, result: dict) -> None:
+            write_png_mask(result["pred"][0].numpy(), out / f"{source['name']}_mask.png", binary)
+
+        for _pair in batched_inference(
+            items,
+            bundle.network,
+            pipeline,
+            bundle.postprocessing,
+            inferer=bundle.inferer,
+            amp_plan=plan,
+            channels_last=channels_last,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            tta=tta,
+            sink=write,
+        ):
+            pass
+
+    def per_image() -> None:
+        out = root / "masks_single"
+        out.mkdir(exist_ok=True)
+        for path in paths:
+            write_png_mask(bundle.segment({"image": str(path)}, str(path)), out / f"{path.stem}_mask.png", binary)
+
+    methods = {
+        "raw model(x) fp32": raw,
+        "batched": lambda: batched("none"),
+        "batched + flips TTA": lambda: batched("flips"),
+    }
+    if args.per_image:
+        methods["per image (current predict)"] = per_image
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.repeats + 1):
+        for name, run in methods.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    load_after = os.getloadavg()
+    base = args.n / statistics.median(times["raw model(x) fp32"][1:])
+    print(
+        f"\n{args.n} PNGs {args.width}x{args.height} -> network input {input_shape}, batch {args.batch_size}, "
+        f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} rounds after a warm-up; "
+        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
+    )
+    print(f"{'method':30s} {'images/s':>9s} {'vs raw':>7s}")
+    for name, values in times.items():
+        rate = args.n / statistics.median(values[1:])
+        print(f"{name:30s} {rate:9.2f} {rate / base:7.2f}")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

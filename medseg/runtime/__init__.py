@@ -1,0 +1,43 @@
+"""Run at the speed the hardware allows: mixed precision chosen per device, channels_last, optional compile, and
+batched inference with I/O overlapped with compute. Bundle configs call these (``$medseg.runtime.resolve_amp(...)``).
+"""
+
+from medseg.runtime.amp import AmpPlan, cpu_supports_bf16, engine_amp, engine_amp_kwargs, resolve_amp
+from medseg.runtime.describe import describe_runtime, log_runtime, runtime_params
+from medseg.runtime.inference import PrefetchDataLoader, batched_inference, predict_batch, prefetch
+from medseg.runtime.inferer import AmpInferer, to_float32
+from medseg.runtime.network import (
+    ChannelsLastPrepareBatch,
+    compile_network,
+    cpu_has_avx512,
+    is_compiled,
+    prepare_network,
+    resolve_channels_last,
+    to_channels_last,
+    uncompile_network,
+)
+
+__all__ = [
+    "AmpInferer",
+    "AmpPlan",
+    "batched_inference",
+    "ChannelsLastPrepareBatch",
+    "PrefetchDataLoader",
+    "compile_network",
+    "cpu_has_avx512",
+    "cpu_supports_bf16",
+    "describe_runtime",
+    "engine_amp",
+    "engine_amp_kwargs",
+    "is_compiled",
+    "log_runtime",
+    "predict_batch",
+    "prefetch",
+    "prepare_network",
+    "resolve_amp",
+    "resolve_channels_last",
+    "runtime_params",
+    "to_channels_last",
+    "to_float32",
+    "uncompile_network",
+]

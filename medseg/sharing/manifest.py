@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medseg.bundle.errors import BundleInputError
 from medseg.sharing.errors import SharingError
 
 MANIFEST_NAME = "manifest.json"
@@ -215,15 +216,35 @@ def _step_of(cls_name: str, args: dict) -> dict | None:
     return None
 
 
+def _transform_entries(parser: Any, compose_id: str, config_file: Path) -> list[tuple[str, Any]]:
+    """``(config id, raw transform)`` of a Compose: a list, or a sum of list ids (``$@load_transforms + @resize``).
+
+    The bundles assemble their pipelines from named slots; each slot is read as raw config, never evaluated.
+    """
+    import re
+
+    transforms = parser.get(f"{compose_id}::transforms")
+    if isinstance(transforms, list):
+        return [(f"{compose_id}::transforms::{i}", raw) for i, raw in enumerate(transforms)]
+    slots = re.findall(r"@([\w#:]+)", transforms) if isinstance(transforms, str) else []
+    rest = re.sub(r"@[\w#:]+", "", transforms[1:]).replace("+", "").strip() if slots else "x"
+    if not isinstance(transforms, str) or not transforms.startswith("$") or rest:
+        raise SharingError(config_file, f"{compose_id} is not a Compose of transforms", "define it as one")
+    entries = []
+    for slot in slots:
+        slot_id = slot.replace("#", "::")
+        items = parser.get(slot_id)
+        if not isinstance(items, list):
+            raise SharingError(config_file, f"{compose_id} uses {slot}, which is not a list", "define it as one")
+        entries += [(f"{slot_id}::{i}", raw) for i, raw in enumerate(items)]
+    return entries
+
+
 def _preprocessing(parser: Any, config_file: Path) -> list[dict]:
     from medseg.sharing.registry import ArgumentError, check_step
 
-    transforms = parser.get("preprocessing::transforms")
-    if not isinstance(transforms, list):
-        raise SharingError(config_file, "preprocessing is not a Compose of transforms", "define it as one")
     steps = []
-    for i, raw in enumerate(transforms):
-        config_id = f"preprocessing::transforms::{i}"
+    for config_id, raw in _transform_entries(parser, "preprocessing", config_file):
         cls = _class_of(raw.get("_target_")) if isinstance(raw, dict) else None
         name = getattr(cls, "__name__", str(raw.get("_target_") if isinstance(raw, dict) else raw))
         if name in _SKIPPED_PRE:
@@ -246,11 +267,9 @@ def _preprocessing(parser: Any, config_file: Path) -> list[dict]:
 
 def _postprocessing(parser: Any, config_file: Path) -> dict:
     """Check the bundle's post-processing is softmax -> invert -> argmax (+ per-class component filters)."""
-    transforms = parser.get("postprocessing::transforms") or []
     classes: dict[str, dict] = {}
     seen = set()
-    for i, raw in enumerate(transforms):
-        config_id = f"postprocessing::transforms::{i}"
+    for config_id, raw in _transform_entries(parser, "postprocessing", config_file):
         cls = _class_of(raw.get("_target_")) if isinstance(raw, dict) else None
         name = getattr(cls, "__name__", "?")
         seen.add(name)
@@ -261,7 +280,10 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
         if name == "ApplyPostprocessingd":  # the decision training chose: per-class filters in the manifest
             from medseg.postprocessing import load_decision
 
-            decision = parser.get_parsed_content(f"{config_id}::decision")
+            try:
+                decision = parser.get_parsed_content(f"{config_id}::decision")
+            except BundleInputError:  # no checkpoint beside the configs, so no decision to record
+                decision = None
             for label, ops in (load_decision(decision)["classes"] if decision is not None else {}).items():
                 classes.setdefault(str(label), {}).update({op: True for op, on in ops.items() if on})
             continue
@@ -296,7 +318,8 @@ def _tta(parser: Any, config_file: Path) -> dict | None:
         return None
     if name == "FlipTTAInferer":
         tta = parser.get_parsed_content("inferer")
-        if not isinstance(tta.inferer, _class_of("SimpleInferer")):
+        inner = getattr(tta.inferer, "inferer", tta.inferer)  # medseg.runtime.AmpInferer: precision, not a step
+        if not isinstance(inner, _class_of("SimpleInferer")):
             raise SharingError(config_file, "inferer::inferer must be SimpleInferer", "use SimpleInferer inside")
         views: dict[str, list] = {}
         if tta.flips:

@@ -326,6 +326,14 @@ def package(
         (staging / "LICENSE").write_text(bundle_license.read_text() if bundle_license.is_file() else _license_text())
 
         _verify(staging)
+        if postprocessing is None and not run_info.folds:
+            # the decision training chose on its validation data, beside the checkpoint (ChoosePostprocessing)
+            from medseg.postprocessing import decision_beside, load_decision
+
+            chosen = decision_beside(run_info.checkpoint)
+            postprocessing = {"classes": load_decision(chosen)["classes"]} if chosen else None
+            if chosen:  # the MONAI bundle form (--trust, monai.bundle run) applies it from beside its weights
+                shutil.copy(chosen, staging / "models" / Path(chosen).name)
         manifest = build_manifest(
             config, metadata, staging, states, run_info, tta=tta, postprocessing=postprocessing, amp=amp,
             batch_size=batch_size, source_config=bundle / "configs" / "inference.json",

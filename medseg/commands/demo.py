@@ -71,6 +71,15 @@ def _workflow(bundle: str, names: tuple[str, ...], workflow_type: str, **overrid
     return workflow
 
 
+def show_plan(bundle: str, dataset: Path, overrides: dict) -> None:
+    """Print what ``medseg plan`` chooses for this data (and write plans.json); the demo trains smaller and shorter."""
+    from medseg.planning import describe_plan, make_plan, write_plan
+
+    plan = make_plan(bundle, dataset, "2m", max_size=max(overrides["spatial_size"]))
+    print(f"{bundle}: medseg plan --time_budget 2m wrote {write_plan(plan, dataset / 'plans.json')}:")
+    print("\n".join(f"  {line}" for line in describe_plan(plan)))
+
+
 def tracking_uri(out: Path) -> str:
     """The demo keeps its MLflow runs beside its other output, so it never mixes with a user's own store."""
     return f"sqlite:///{(out / 'mlflow.db').resolve()}"
@@ -128,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = dict(overrides)
         if args.epochs:
             overrides["max_epochs"] = args.epochs
+        show_plan(bundle, folders[kind], overrides)
         print(f"{bundle}: training on {folders[kind]} ({overrides['max_epochs']} epochs, "
               f"{overrides['spatial_size'][0]}x{overrides['spatial_size'][1]})")
         results[bundle] = run_bundle(bundle, folders[kind], out, overrides)

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.bundle.errors import BundleInputError
-    from medseg.planning import make_plan, write_plan
+    from medseg.planning import describe_plan, make_plan, write_plan
 
     try:
         plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size)
@@ -26,10 +26,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     record = plan["plan"]
     print(f"plan for {record['bundle']} on {record['dataset']} ({record['time_budget_s'] / 60:.1f} min budget):")
-    for key, reason in record["reasons"].items():
-        value = plan[key]
-        shown = "[...]" if isinstance(value, list) and value and isinstance(value[0], dict) else value
-        print(f"  {key} = {shown}\n      because {reason}")
+    print("\n".join(f"  {line}" for line in describe_plan(plan)))
     out = Path(args.out) if args.out else Path(args.dataset_dir) / "plans.json"
     write_plan(plan, out)
     bundle = f"bundles/{record['bundle']}/configs"

@@ -6,6 +6,6 @@ training steps of the bundle on this machine, and writes ``D/plans.json``: an ov
 """
 
 from medseg.planning.fingerprint import fingerprint
-from medseg.planning.planner import PlanError, check_plan, make_plan, parse_duration, write_plan
+from medseg.planning.planner import PlanError, check_plan, describe_plan, make_plan, parse_duration, write_plan
 
-__all__ = ["PlanError", "check_plan", "fingerprint", "make_plan", "parse_duration", "write_plan"]
+__all__ = ["PlanError", "check_plan", "describe_plan", "fingerprint", "make_plan", "parse_duration", "write_plan"]

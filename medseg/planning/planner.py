@@ -230,6 +230,16 @@ def make_plan(
     return plan
 
 
+def describe_plan(plan: dict[str, Any]) -> list[str]:
+    """One line per choice, ``key = value`` then ``because <reason>``, for the console."""
+    lines = []
+    for key, reason in plan["plan"]["reasons"].items():
+        value = plan[key]
+        shown = "[...]" if isinstance(value, list) and value and isinstance(value[0], dict) else value
+        lines += [f"{key} = {shown}", f"    because {reason}"]
+    return lines
+
+
 def write_plan(plan: dict[str, Any], path: str | Path) -> Path:
     """Write ``plan`` as JSON to ``path`` atomically (a temporary file renamed into place)."""
     path = Path(path)

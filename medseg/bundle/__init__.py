@@ -6,7 +6,13 @@ Everything here ends a run with :class:`BundleInputError` (message only, exit st
 from medseg.bundle.checkpoint import StateDictWithout, load_checkpoint_into
 from medseg.bundle.datalist import list_images, load_datalist, output_extension
 from medseg.bundle.errors import BundleInputError, InputCheckError, Interrupted, find_input_error
-from medseg.bundle.overrides import check_override_ids, check_overrides
+from medseg.bundle.overrides import (
+    check_config_files,
+    check_layered,
+    check_override_ids,
+    check_overrides,
+    check_run_settings,
+)
 from medseg.bundle.paths import (
     available_bundles,
     bundle_root,
@@ -36,8 +42,11 @@ __all__ = [
     "StateDictWithout",
     "InputCheckError",
     "Interrupted",
+    "check_config_files",
+    "check_layered",
     "check_override_ids",
     "check_overrides",
+    "check_run_settings",
     "available_bundles",
     "bundle_root",
     "find_bundle",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +184,90 @@ def check_layered(overlay: str, needs: str = "network_def", base: str = "train.j
         f"{overlay} is an override file, not a whole config: give it after {base}, "
         f"--config_file \"['{folder / base}','{folder / overlay}']\""
     )
+
+
+def check_config_files(config_files: str | Sequence[str]) -> list[str]:
+    """Check the ``--config_file`` list before MONAI reads it: each file exists and parses, and the first one is a
+    whole config rather than an override file (``evaluate.json`` alone).
+
+    Args:
+        config_files: one path, a list of paths, or MONAI's ``"['a.json','b.json']"`` text.
+
+    Returns:
+        the paths as a list.
+
+    Raises:
+        BundleInputError: naming the file and the fix.
+    """
+    files = config_files
+    if isinstance(files, str) and files.strip().startswith("["):
+        import ast
+
+        try:
+            files = ast.literal_eval(files)
+        except (ValueError, SyntaxError):
+            raise BundleInputError(
+                f"--config_file {config_files}: not a list of paths; write it as \"['a.json','b.json']\""
+            ) from None
+    files = [str(files)] if isinstance(files, (str, Path)) else [str(f) for f in files]
+    if not files:
+        raise BundleInputError("--config_file: no config given; pass a bundle's configs/train.json")
+    contents = [_read_config(path) for path in files]
+    first, data = files[0], contents[0]
+    dangling = sorted(k for k in data if k != k.lstrip("+").split("#")[0] and k.lstrip("+").split("#")[0] not in data)
+    if dangling:
+        base = "train.json" if Path(first).name != "inference.json" else "inference.json"
+        folder = Path(first).parent
+        raise BundleInputError(
+            f"{first}: an override file, not a whole config (it extends {dangling[0]!r}); give it after {base}, "
+            f"--config_file \"['{folder / base}','{first}']\""
+        )
+    return files
+
+
+def _read_config(path: str) -> dict:
+    """One config file as a dict; a missing or unparsable file is a :class:`BundleInputError` naming it."""
+    import json
+
+    file = Path(path)
+    if not file.is_file():
+        hint = "a folder: pass its configs/train.json" if file.is_dir() else "check the path"
+        raise BundleInputError(f"--config_file {path}: no such file ({hint})")
+    text = file.read_text(errors="replace")
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as err:  # json.JSONDecodeError, yaml.YAMLError: both name line and column
+        raise BundleInputError(f"{path}: not a valid config file ({err}); fix the file or pass another") from None
+    if not isinstance(data, dict):
+        raise BundleInputError(f"{path}: a config file must hold a JSON object (ids and values)")
+    return data
+
+
+def check_positive(option: str, value: Any, integer: bool = True) -> None:
+    """Raise :class:`BundleInputError` unless ``value`` is a positive number (an integer when ``integer``)."""
+    kind = "a positive whole number" if integer else "a positive number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BundleInputError(f"{option} {value!r}: must be {kind}") from None
+    if number <= 0 or number != number or (integer and number != int(number)) or isinstance(value, bool):
+        raise BundleInputError(f"{option} {value!r}: must be {kind}, e.g. {option} {5 if integer else 0.001}")
+
+
+def check_run_settings(**settings: Any) -> None:
+    """Check the settings a run cannot start without (``max_epochs``, ``batch_size``, ``val_interval`` positive
+    integers; ``learning_rate`` positive) before anything is built; meant for ``initialize``:
+    ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
+
+    Raises:
+        BundleInputError: ``--max_epochs 0: must be a positive whole number ...``.
+    """
+    for name, value in settings.items():
+        if value is None:
+            continue
+        check_positive(f"--{name}", value, integer=name != "learning_rate")

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         summary = _train_and_score(setup, folds, testing, test_split)
     except BundleInputError as error:  # StrategyError, or a bad datalist met while running the bundle
         print(f"medseg kfold: {error}", file=sys.stderr)
-        return 1
+        return 2
     width = max(len(k) for k in summary["test"])
     print(f"{'model':<{width}}  val_mean_dice  test_mean_dice")
     for name, test in summary["test"].items():

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to write <bundle>_v<version>/ and its .zip into")
     parser.add_argument("--version", default=None, help="X.Y.Z (default: the bundle's version, patch bumped)")
     parser.add_argument("--schema", default=None, help="metadata schema (default: bundles/schema/meta_schema.json)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store holding the run (default as for training)")
+    parser.add_argument("--tracking_uri", default=None, help="MLflow store holding the run (default as for training)")
 
 
 def run(args: argparse.Namespace) -> int:

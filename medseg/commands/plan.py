@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, help="bundle name (see `medseg bundles`) or folder")
+    parser.add_argument("--bundle", required=True, help="bundle name (see: medseg bundles) or folder")
     parser.add_argument("--dataset_dir", required=True, help="data_prep output folder (datalist.json, stats.json)")
     parser.add_argument("--time_budget", default="15m", help="wall time for training, e.g. 15m, 90s, 1h (default: 15m)")
     parser.add_argument("--max_size", type=int, help="largest side to train at (default: the bundle's spatial_size)")

@@ -3,7 +3,7 @@
 :class:`TrainingConsole` goes on the trainer, after the ``ValidationHandler`` (it reads the metrics that
 validation just computed). Per epoch it logs one compact line::
 
-    epoch 3/20  loss 0.412  lr 9.5e-04  val_loss 0.388  val_mean_dice 0.812*  val_mean_iou 0.701  dice[rv 0.79 ...]  12.1s
+    epoch 3/20  loss 0.4120  lr 9.50e-04  val_loss 0.3880  val_mean_dice 0.8120*  dice[lv 0.910 ...]  12.1s
 
 (``*``: a new best key metric; metrics that repeat another, such as ``val_dice`` = ``val_mean_dice``, are left
 out). When training ends it logs the summary: best metric and its epoch, the checkpoint, the MLflow run and the
@@ -160,4 +160,6 @@ class TrainingConsole:
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"

@@ -49,7 +49,7 @@ def test_label_beyond_classes_cli_last_line(phantom_data, tmp_path):
            "--dataset_dir", str(bad), "--output_dir", str(out), "--max_epochs", "1", "--num_workers", "0",
            "--spatial_size", "[32,32]"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(str(label)) and "label values 7 are outside 0..3" in last, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

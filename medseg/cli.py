@@ -61,12 +61,23 @@ def canonical_flag(flag: str) -> str:
     return "--" + flag[2:].replace("-", "_") if flag.startswith("--") else flag
 
 
+def _defined_flags(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and of its subcommands (argparse keeps no public list)."""
+    flags: set[str] = set()
+    for action in parser._actions:
+        flags.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags |= _defined_flags(sub)
+    return flags
+
+
 def normalize_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """Accept the other spelling of every long flag (``-`` for ``_`` or back) as an alias of the defined one.
 
     Tokens after ``--`` and values (tokens that are not flags) are left as they are.
     """
-    defined = {flag for action in parser._actions for flag in action.option_strings}  # argparse has no public list
+    defined = _defined_flags(parser)
     by_canonical = {canonical_flag(flag): flag for flag in defined if flag.startswith("--")}
     out: list[str] = []
     for index, token in enumerate(argv):

@@ -60,7 +60,7 @@ def _test_items(datalist: str) -> tuple[list[dict], str]:
             return items, split
     raise StrategyError(
         f"{datalist}: neither its testing nor its validation items have labels; k-fold scores a held-out split: "
-        "convert the data with a labelled test or validation share (python -m data_prep ... --test-ratio 0.2)"
+        "convert the data with a labelled test or validation share (python -m data_prep ... --test_ratio 0.2)"
     )
 
 

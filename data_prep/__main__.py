@@ -41,19 +41,21 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m data_prep", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    from medseg.cli import HelpFormatter  # defaults shown in --help, as in every medseg command
+
+    parser = OneLineParser(prog="python -m data_prep", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    ph = sub.add_parser("phantom", help="write a synthetic dataset in a real source's on-disk layout")
+    ph = sub.add_parser("phantom", help="write a synthetic dataset in a real source's on-disk layout",
+                        formatter_class=HelpFormatter)
     ph.add_argument("kind", choices=sorted(PHANTOMS))
     ph.add_argument("--out", required=True, help="folder to create")
     ph.add_argument("--n", type=int, default=None, help="number of images (patients for acdc and sunnybrook)")
-    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--seed", type=int, default=0, help="random seed")
 
     for source, module_name in CONVERTERS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(source, help=module.DESCRIPTION.split(".")[0])
+        p = sub.add_parser(source, help=module.DESCRIPTION.split(".")[0], formatter_class=HelpFormatter)
         p.add_argument("--src", required=True, help="the dataset's root folder (never modified)")
         p.add_argument("--out", required=True, help="output folder for datalist.json, stats.json and derived files")
         p.add_argument("--folds", type=int, default=None,

@@ -48,7 +48,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if (
             "default" not in text
-            and default not in (None, False, [], argparse.SUPPRESS)
+            and not (default is None or default is False or default == [] or default is argparse.SUPPRESS)
             and action.option_strings
             and action.nargs != 0
         ):

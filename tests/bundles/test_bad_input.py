@@ -226,6 +226,14 @@ def test_ctrl_c_in_training_is_one_line_and_keeps_outputs(phantom_data, tmp_path
     assert stop.value.code == 130
     assert (out / "model.pt").read_bytes() == b"an earlier best model"
     assert not (out / "model_final.pt").exists()
+    from mlflow import MlflowClient
+
+    from medseg.tracking import resolve_tracking_uri
+
+    client = MlflowClient(resolve_tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    latest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
+    assert latest[0].info.status == "KILLED"
 
 
 class _RunsCode:

@@ -74,7 +74,9 @@ def test_help_shows_defaults_one_spelling_and_no_markup(name):
     for action in parser._actions:
         long_flags = [f for f in action.option_strings if f.startswith("--")]
         assert all("-" not in f[2:] for f in long_flags), f"{name}: {long_flags} not spelled with underscores"
-        shown = action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0
+        default = action.default
+        hidden = default is None or default is False or default == [] or default is argparse.SUPPRESS
+        shown = not hidden and action.nargs != 0
         if shown and action.help and action.option_strings:
             assert "default" in parser._get_formatter()._get_help_string(action), f"{name}: {action.dest}"
 

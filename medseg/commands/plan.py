@@ -16,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.api import plan as make_plan
     from medseg.bundle.errors import BundleInputError
-    from medseg.planning import make_plan, write_plan
 
     try:
-        plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size)
+        plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size, out=args.out)
     except BundleInputError as err:
         print(f"medseg plan: {err}", file=sys.stderr)
         return 2
@@ -30,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
         value = plan[key]
         shown = "[...]" if isinstance(value, list) and value and isinstance(value[0], dict) else value
         print(f"  {key} = {shown}\n      because {reason}")
-    out = Path(args.out) if args.out else Path(args.dataset_dir) / "plans.json"
-    write_plan(plan, out)
+    out = Path(record["path"])
     bundle = f"bundles/{record['bundle']}/configs"
     print(f"wrote {out}; train and predict with it layered on the bundle's configs:")
     data = args.dataset_dir

@@ -219,6 +219,8 @@ def predict(
     device: str | None = None,
     trust: bool = False,
     schema: PathLike | None = None,
+    require_signed: bool = False,
+    trusted_keys: PathLike | None = None,
 ) -> Any:
     """Segment images with a packaged bundle, checked first (``medseg predict``).
 
@@ -230,6 +232,8 @@ def predict(
         device: ``"cpu"`` or ``"cuda"`` (default: cuda when available).
         trust: run a bundle that fails the safety check anyway.
         schema: the metadata schema to check against (default: the one shipped with medseg).
+        require_signed: refuse a package that no trusted key signed.
+        trusted_keys: the folder of the senders' ``.pub`` keys (``medseg keys``).
 
     Returns:
         the prediction result (``.rows`` per written mask, ``.skipped``, ``.output``).
@@ -242,5 +246,6 @@ def predict(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return run_prediction(
         str(bundle), str(input), str(output), overlay=overlay, device=device, trust=trust,
-        schema=None if schema is None else str(schema),
+        schema=None if schema is None else str(schema), require_signed=require_signed,
+        trusted_keys=None if trusted_keys is None else str(trusted_keys),
     )

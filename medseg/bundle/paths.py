@@ -21,13 +21,13 @@ WORKSPACE_ENV = "MEDSEG_WORK"
 
 
 def installed_bundles_dir() -> Path:
-    """The bundles folder installed with medseg (in a source checkout installed editable: ``bundles/``)."""
-    from importlib.resources import files
+    """The bundles installed with medseg: ``medseg/bundles`` in a wheel, the repository's ``bundles/`` in a checkout.
 
-    try:
-        return Path(str(files("medseg.bundles")))
-    except ModuleNotFoundError:  # a source tree on sys.path that was never installed
-        return Path(__file__).resolve().parents[2] / "bundles"
+    (The folder is data, not a Python package, so it is found beside ``medseg``'s own files rather than imported.)
+    """
+    package = Path(__file__).resolve().parents[1]
+    wheel, checkout = package / "bundles", package.parent / "bundles"
+    return wheel if wheel.is_dir() or not checkout.is_dir() else checkout
 
 
 def bundles_dirs() -> list[tuple[Path, str]]:
@@ -106,12 +106,20 @@ def run_dir(bundle_name: str, run_name: str) -> str:
     return str(workspace() / bundle_name / run_name)
 
 
-def latest_checkpoint(bundle_name: str, filename: str = "model.pt") -> str:
-    """The newest ``filename`` among the bundle's runs in the workspace (configs' default ``ckpt_path``).
+def latest_checkpoint(
+    bundle_name: str, bundle_root: str | os.PathLike | None = None, filename: str = "model.pt"
+) -> str:
+    """The checkpoint evaluation and inference use by default (configs' ``ckpt_path``).
+
+    A bundle that carries its weights (``<bundle_root>/models/model.pt``: a packaged or model-zoo bundle) uses them;
+    otherwise the newest ``filename`` among the bundle's runs in the workspace.
 
     Raises:
-        BundleInputError: no run of the bundle has written one yet.
+        BundleInputError: neither exists.
     """
+    shipped = Path(bundle_root) / "models" / filename if bundle_root else None
+    if shipped is not None and shipped.is_file():
+        return str(shipped)
     found = sorted((workspace() / bundle_name).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise BundleInputError(

@@ -50,14 +50,13 @@ def prepare(out: Path, seed: int) -> dict[str, Path]:
 
 
 def _configs(bundle: str, *names: str) -> list[str]:
-    from medseg.bundle import bundle_root
+    from medseg.bundle import BundleInputError, find_bundle
 
-    root = Path(bundle_root(bundle))
-    files = [root / "configs" / f"{name}.json" for name in names]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise SystemExit(f"demo: bundle {bundle} not found ({missing[0]}); run the demo from the repository root")
-    return [str(f) for f in files]
+    try:
+        root = find_bundle(bundle)[0]
+    except BundleInputError as err:
+        raise SystemExit(f"demo: {err}") from None
+    return [str(root / "configs" / f"{name}.json") for name in names]
 
 
 def _workflow(bundle: str, names: tuple[str, ...], workflow_type: str, **override):

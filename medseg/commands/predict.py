@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from medseg.commands.limits import add_limit_arguments, limits_of
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle folder or .zip made by 'medseg package'")
@@ -13,8 +15,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="new or empty folder, outside the input folder")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay PNG per image")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    parser.add_argument("--trust", action="store_true", help="run a bundle that fails the safety check anyway")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="run the bundle's own MONAI configs (Python: only for a sender you trust) instead of its manifest",
+    )
     parser.add_argument("--schema", default=None, help="metadata schema (default: the repository's or the bundle's)")
+    parser.add_argument("--require_signed", action="store_true", help="refuse a package no trusted key signed")
+    parser.add_argument("--trusted_keys", default=None, help="folder of the senders' .pub keys (medseg keys new)")
+    add_limit_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             trust=args.trust,
             schema=args.schema,
+            require_signed=args.require_signed,
+            trusted_keys=args.trusted_keys,
+            limits=limits_of(args),
         )
     except SharingError as exc:
         print(f"medseg predict: {exc}", file=sys.stderr)

@@ -1,6 +1,9 @@
-"""``check-bundle``: what a bundle's configs would import and run, and whether its files are what it says.
+"""``check-bundle``: whether a package's shared model is intact, and what its MONAI configs would run.
 
-MONAI configs are code: ``_target_`` instantiates any importable callable, a ``$`` string is evaluated as Python,
+The shared model (``manifest.json``: schema and registry checks, every file's sha256, the signature) and the
+package's structure (plain files, no code, no pickles, no nested archives) decide whether ``medseg predict``
+runs it. The MONAI configs are reported as information for those who would ``--trust`` them, because MONAI
+configs are code: ``_target_`` instantiates any importable callable, a ``$`` string is evaluated as Python,
 ``_requires_`` runs things first, ``imports`` imports modules, a ``%`` macro pulls in other files, and
 ``logging.conf`` is evaluated by :mod:`logging.config`. :func:`check_bundle` lists every one of those and flags
 anything that reaches outside MONAI, torch, numpy and medseg. ``$`` expressions are parsed with :mod:`ast`: an
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medseg.sharing.archive import nested_archive_reason, pickle_reason
 from medseg.sharing.errors import SharingError
 
 ALLOWED_PACKAGES = frozenset({"monai", "torch", "numpy", "medseg"})
@@ -107,9 +111,21 @@ class ModelFileCheck:
         return f"{self.file}: sha256 ok"
 
 
+STRUCTURAL_KINDS = ("file", "python")
+
+
 @dataclass
 class CheckReport:
-    """Everything :func:`check_bundle` found; ``passed`` when nothing is flagged and every check succeeded."""
+    """What :func:`check_bundle` found, in two parts.
+
+    * The shared model (``manifest.json``): valid against its schema and the registry, every file's sha256, the
+      signature. This, with the package's structure (plain files, no code files, no nested archives) and the
+      MONAI metadata, decides ``passed``: what ``medseg predict`` runs without ``--trust``.
+    * The MONAI configs: every ``_target_``, ``$`` expression, import, macro and logging handler they would run,
+      with those reaching outside MONAI/torch/numpy/medseg flagged. This is information for a person deciding
+      whether to ``--trust`` the sender (MONAI configs are Python; no list of checks makes them safe), so it does
+      not decide ``passed``.
+    """
 
     bundle: Path
     findings: list[Finding] = field(default_factory=list)
@@ -117,42 +133,92 @@ class CheckReport:
     metadata_error: str | None = None
     schema: str | None = None
     errors: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+    manifest_problems: list[str] = field(default_factory=list)
+    signature: str | None = None
 
     @property
     def flagged(self) -> list[Finding]:
         return [f for f in self.findings if f.flagged]
 
     @property
+    def structural(self) -> list[Finding]:
+        return [f for f in self.flagged if f.kind in STRUCTURAL_KINDS]
+
+    @property
+    def has_manifest(self) -> bool:
+        return self.manifest is not None or bool(self.manifest_problems)
+
+    @property
+    def configs_flagged(self) -> list[Finding]:
+        return [f for f in self.flagged if f.kind not in STRUCTURAL_KINDS]
+
+    @property
     def passed(self) -> bool:
         models_ok = all(m.ok for m in self.model_files)
-        return not self.flagged and models_ok and self.metadata_error is None and not self.errors
+        return (
+            not self.structural
+            and models_ok
+            and self.metadata_error is None
+            and not self.errors
+            and not self.manifest_problems
+        )
 
     def problems(self) -> list[str]:
-        """One line per reason the check failed."""
-        lines = [f"{f.file} [{f.location}] {f.kind} {f.text!r}: {f.reason}" for f in self.flagged]
+        """One line per reason the check failed (the MONAI-config information is not among them)."""
+        lines = list(self.manifest_problems)
+        lines += [f"{f.file}: {f.reason}" for f in self.structural]
         lines += [m.describe() for m in self.model_files if not m.ok]
         if self.metadata_error:
             lines.append(f"configs/metadata.json: {self.metadata_error}")
         return lines + self.errors
 
     def format(self, verbose: bool = True) -> str:
-        """A report for a person: every finding (flagged ones marked), the model files and the metadata."""
-        out = [f"bundle: {self.bundle}"]
-        if verbose:
-            out.append(f"code in configs ({len(self.findings)} entries, {len(self.flagged)} flagged):")
-            for f in self.findings:
-                mark = "FLAGGED" if f.flagged else "ok     "
-                out.append(f"  {mark} {f.file} [{f.location}] {f.kind}: {f.text}" + (f"  <- {f.reason}" * f.flagged))
-        elif self.flagged:
-            out.append(f"flagged ({len(self.flagged)}):")
-            out += [f"  {f.file} [{f.location}] {f.kind}: {f.text}  <- {f.reason}" for f in self.flagged]
-        out.append("model files:")
-        out += [f"  {'ok     ' if m.ok else 'FAILED '} {m.describe()}" for m in self.model_files] or ["  (none)"]
+        """A report for a person: the shared model's checks, then what the MONAI configs would run."""
+        out = [f"bundle: {self.bundle}", "", "shared model (manifest.json: what 'medseg predict' runs):"]
+        if self.manifest is not None:
+            net = self.manifest["network"]["name"]
+            steps = ", ".join(s["name"] for s in self.manifest["preprocessing"]) or "none"
+            out.append(f"  ok      manifest valid: network {net}, {len(self.manifest['weights'])} weight file(s), "
+                       f"steps: {steps}")  # fmt: skip
+        if self.manifest_problems:
+            out += [f"  FAILED  {p}" for p in self.manifest_problems]
+        elif self.manifest is not None:
+            out.append(f"  ok      every file's sha256 matches ({len(self.manifest['files'])} files)")
+        if not self.has_manifest:
+            out.append("  none: this bundle has no manifest.json; 'medseg predict' runs it only with --trust")
+        if self.signature:
+            out.append(f"  {'ok     ' if 'valid' in self.signature else 'note   '} signature: {self.signature}")
+        elif self.manifest is not None:
+            out.append("  note    unsigned (anyone could have re-hashed changed files); see 'medseg keys'")
+        out += [f"  FAILED  {f.file}: {f.reason}" for f in self.structural]
+        out.append("  model files (MONAI bundle):")
+        out += [f"    {'ok     ' if m.ok else 'FAILED '} {m.describe()}" for m in self.model_files] or ["    (none)"]
         schema = f" against {self.schema}" if self.schema else ""
-        out.append(f"metadata{schema}: {self.metadata_error or 'ok'}")
-        out += [f"error: {e}" for e in self.errors]
-        out.append("PASSED" if self.passed else "FAILED: do not run this bundle unless you trust its sender")
+        out.append(f"  metadata{schema}: {self.metadata_error or 'ok'}")
+        out += [f"  error: {e}" for e in self.errors]
+        configs = [f for f in self.findings if f.kind not in STRUCTURAL_KINDS]
+        flagged = self.configs_flagged
+        out += [
+            "",
+            f"MONAI configs: information for those who would --trust them ({len(configs)} entries that run code, "
+            f"{len(flagged)} reaching outside monai/torch/numpy/medseg):",
+        ]
+        for f in configs if verbose else flagged:
+            mark = "outside" if f.flagged else "       "
+            out.append(f"  {mark} {f.file} [{f.location}] {f.kind}: {f.text}" + (f"  <- {f.reason}" * f.flagged))
+        out.append("")
+        if self.passed:
+            verdict = "PASSED" if self.has_manifest else "PASSED (MONAI bundle only: no manifest, needs --trust)"
+        else:
+            verdict = "FAILED: do not run this bundle unless you trust its sender"
+        out.append(verdict)
         return "\n".join(out)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(512)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -529,13 +595,54 @@ def verify_bundle_metadata(metadata_file: Path, schema: Path) -> None:
         verify_metadata(meta_file=str(metadata_file), filepath=str(schema), create_dir=False)
 
 
-def check_bundle(bundle: str | Path, schema: str | Path | None = None) -> CheckReport:
+def _check_manifest(bundle: Path, report: CheckReport, trusted_keys: str | Path | None, require_signed: bool) -> None:
+    """Validate ``manifest.json``, every file's sha256 and the signature; record problems one line each."""
+    from medseg.sharing.manifest import MANIFEST_NAME, SIGNATURE_NAME, read_manifest, verify_files
+    from medseg.sharing.signing import trusted_keys as load_keys
+    from medseg.sharing.signing import verify_signature
+
+    manifest_file, signature_file = bundle / MANIFEST_NAME, bundle / SIGNATURE_NAME
+    if not manifest_file.exists():
+        if require_signed:
+            report.manifest_problems.append(f"{MANIFEST_NAME}: missing, so the package cannot be signed")
+        elif signature_file.exists():
+            report.manifest_problems.append(f"{SIGNATURE_NAME}: present without {MANIFEST_NAME}")
+        return
+    try:
+        manifest = read_manifest(bundle)
+    except SharingError as exc:
+        report.manifest_problems.append(f"{MANIFEST_NAME}: {exc.problem}")
+        return
+    if signature_file.exists():
+        keys = load_keys(trusted_keys) if trusted_keys else None
+        try:
+            report.signature = verify_signature(manifest_file, signature_file, keys)
+        except SharingError as exc:
+            report.manifest_problems.append(f"{exc.path}: {exc.problem}")
+            return  # a manifest whose signature fails is not evidence about the other files
+        if require_signed and keys is None:
+            report.manifest_problems.append(f"{SIGNATURE_NAME}: cannot be verified; pass --trusted_keys DIR")
+    elif require_signed:
+        problem = f"{MANIFEST_NAME}: not signed (no {SIGNATURE_NAME}) but a signature is required"
+        report.manifest_problems.append(problem)
+    report.manifest_problems += verify_files(bundle, manifest)
+    report.manifest = manifest
+
+
+def check_bundle(
+    bundle: str | Path,
+    schema: str | Path | None = None,
+    trusted_keys: str | Path | None = None,
+    require_signed: bool = False,
+) -> CheckReport:
     """Check an (extracted) bundle folder without running any of it.
 
     Args:
         bundle: the bundle folder (holding ``configs/metadata.json``).
         schema: the metadata schema; defaults to the bundle's ``configs/meta_schema.json``, else the
             repository's ``bundles/schema/meta_schema.json`` when running from a checkout.
+        trusted_keys: a folder of ``*.pub`` keys to verify ``manifest.sig`` with.
+        require_signed: fail unless a trusted key verifies the signature.
 
     Returns:
         the report; ``report.passed`` says whether the bundle may be run without ``--trust``.
@@ -571,10 +678,16 @@ def check_bundle(bundle: str | Path, schema: str | Path | None = None) -> CheckR
         elif path.suffix in (".py", ".pyc", ".so", ".pyd", ".pth"):
             reason = "the bundle ships code that could be imported"
             report.findings.append(Finding(rel, "", "python", rel, True, reason))
+        else:
+            head = _head(path)
+            refused = nested_archive_reason(rel, head) or pickle_reason(rel, head)
+            if refused:
+                report.findings.append(Finding(rel, "", "file", rel, True, refused))
     metadata_file = bundle / "configs" / "metadata.json"
     if not metadata_file.is_file():
         raise SharingError(bundle, "is not a MONAI bundle (no configs/metadata.json)", "pass a bundle folder or zip")
     _check_model_files(bundle, metadata, report)
+    _check_manifest(bundle, report, trusted_keys, require_signed)
     schema_file = find_schema(bundle, schema)
     if schema_file is None:
         report.metadata_error = "no schema to verify it against; pass --schema bundles/schema/meta_schema.json"

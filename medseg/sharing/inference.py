@@ -1,6 +1,8 @@
-"""Run a bundle's own ``inference.json`` pipeline on one 2D image at a time.
+"""Run a bundle's own ``inference.json`` pipeline on one 2D image at a time: ``medseg predict --trust`` only.
 
-``medseg predict`` and ``monai.bundle run`` must give the same masks, so the pieces come from the bundle's
+MONAI configs are Python, so this path runs only for a sender the user trusts; by default ``medseg predict``
+builds the model from the manifest (:mod:`medseg.sharing.shared_model`). ``medseg predict --trust`` and
+``monai.bundle run`` must give the same masks, so the pieces come from the bundle's
 config (``network_def``, ``preprocessing``, ``inferer``, ``postprocessing``) and are applied in the order MONAI's
 ``SupervisedEvaluator`` applies them (collate, infer, decollate, postprocess). Only two things differ: the
 ``SaveImaged`` transforms are dropped (``medseg predict`` writes masks in the input's own format), and slices of
@@ -99,6 +101,10 @@ class InferenceBundle:
             pred = pred[0] if pred.shape[0] == 1 else pred.argmax(0)
         return np.rint(pred).astype(np.uint8)
 
+    def segment_many(self, items: list[dict], source: str) -> list[Any]:
+        """Segment several 2D images one at a time (as ``SupervisedEvaluator`` with batch size 1)."""
+        return [self.segment(item, source) for item in items]
+
 
 def _drop_savers(parser: Any) -> None:
     """Remove ``SaveImage(d)`` from the raw postprocessing before it is built.
@@ -169,7 +175,11 @@ def load_inference_bundle(folder: str | Path, device: str = "cpu") -> InferenceB
         postprocessing = parser.get_parsed_content("postprocessing")
     except (Exception, SystemExit) as exc:  # a config that does not build (medseg helpers exit with a message)
         raise SharingError(config_file, f"cannot be built ({type(exc).__name__}: {exc})") from exc
-    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling error is a file that is not weights only (it never runs)
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise SharingError(model_file, f"cannot be loaded with weights_only=True ({reason})") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a MONAI CheckpointSaver file
     try:

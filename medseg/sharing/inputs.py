@@ -5,8 +5,8 @@
 * NIfTI (``.nii``, ``.nii.gz``): a 2D slice or a volume, segmented slice by slice along the last axis; the mask
   is a NIfTI with the input's affine and header.
 * DICOM: the ``.dcm`` files of one folder and one ``SeriesInstanceUID`` form a series, stacked in
-  ``InstanceNumber`` order; the mask is a NIfTI with the series' affine (DICOM writes need DICOM-SEG tooling that
-  the bundle does not depend on).
+  ``InstanceNumber`` order; the mask is a NIfTI with the series' affine, and ``medseg predict`` also writes a
+  DICOM Segmentation referencing the series (:mod:`medseg.sharing.dicom_seg`).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Volume:
         spacing: mm per voxel along X, Y, Z, or None when unknown.
         header: the NIfTI header to copy into the mask (None for DICOM).
         squeeze: the input had no third axis (write a 2D mask).
+        notes: remarks for ``findings.csv``.
+        datasets: a DICOM series' datasets, in slice order (for the DICOM SEG).
     """
 
     array: Any
@@ -70,6 +72,7 @@ class Volume:
     header: Any = None
     squeeze: bool = False
     notes: list[str] = field(default_factory=list)
+    datasets: list = field(default_factory=list)
 
 
 def discover(input_path: str | Path) -> list[InputCase]:
@@ -192,7 +195,7 @@ def read_dicom_series(files: list[Path]) -> Volume:
         lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = along_x * col_mm, along_y * row_mm, normal * step, positions[0]
         affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM is LPS, NIfTI RAS
         spacing = (col_mm, row_mm, abs(step)) if not notes else (col_mm, row_mm, 0.0)
-    return Volume(array, affine, spacing, notes=notes)
+    return Volume(array, affine, spacing, notes=notes, datasets=[s[2] for s in slices])
 
 
 def slice_item(volume: Volume, index: int, source: str) -> dict:

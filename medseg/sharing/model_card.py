@@ -28,6 +28,22 @@ def split_metrics(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     return grouped
 
 
+def cross_validation(fold_scores: dict[str, float]) -> dict:
+    """Per-fold validation scores with their mean and spread (sample standard deviation, min, max)."""
+    import statistics
+
+    values = list(fold_scores.values())
+    return {
+        "metric": "validation mean Dice (background excluded), each fold on its held-out fold",
+        "folds": {k: round(v, 4) for k, v in sorted(fold_scores.items())},
+        "n_folds": len(values),
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
 def learning_curve(history: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
     """Plot every per-epoch metric of the run (losses on the left, scores on the right); None when there is none."""
     curves = {k: v for k, v in history.items() if len(v) > 1}
@@ -69,6 +85,7 @@ def render(
     curve: str | None = None,
     overlays: list[str] | None = None,
     seed_paper_scores: dict[str, dict[str, float]] | None = None,
+    data_license: str | None = None,
 ) -> str:
     """Write the model card.
 
@@ -79,6 +96,7 @@ def render(
         curve: the learning-curve image, relative to ``docs/``.
         overlays: example overlay images, relative to ``docs/``.
         seed_paper_scores: published scores to compare with (``{paper: {metric: value}}``), when known.
+        data_license: the text of the training data's licence (``docs/data_license.txt``).
 
     Returns:
         the Markdown text.
@@ -89,6 +107,7 @@ def render(
     classes = pred.get("channel_def", {})
     version = metadata.get("version", "?")
     lines = [f"# {metadata.get('name', bundle_name)} (version {version})", "", NOT_FOR_CLINICAL_USE, ""]
+    lines += ["## Intended use", "", metadata.get("intended_use", "Research only; not for clinical use."), ""]
     lines += ["## What it segments", "", metadata.get("description", "(no description in the metadata)"), ""]
     lines += [
         f"- task: {metadata.get('task', 'not stated')}",
@@ -106,12 +125,33 @@ def render(
     training = metadata.get("training_data", {})
     for key, value in training.items():
         lines.append(f"- {key}: {value}")
-    if not run.has_run:
+    for dataset in run.datasets:
+        lines.append(
+            f"- dataset input of the run: {dataset.get('name') or '?'} (digest {dataset.get('digest') or '?'}, "
+            f"{dataset.get('source_type') or 'source'} {dataset.get('source') or '?'})"
+        )
+    for tag in ("medseg.datalist", "medseg.datalist_sha256"):
+        if run.tags.get(tag):
+            lines.append(f"- {tag.split('.', 1)[1]}: `{run.tags[tag]}`")
+    if not run.has_run and not run.folds:
         lines.append("- counts: not available (packaged from a checkpoint without its MLflow run)")
     lines.append("")
+    lines += ["## Data licence", ""]
+    lines += [(data_license or "Not stated; check the source's terms before any use beyond research.").strip(), ""]
 
     lines += ["## Performance", ""]
-    if not run.has_run:
+    performance = metadata.get("performance") if isinstance(metadata.get("performance"), dict) else {}
+    cv = performance.get("cross_validation")
+    if cv:
+        lines += [
+            f"Cross-validated ({cv['n_folds']} folds; {cv['metric']}): **{cv['mean']:.4f} ± {cv['std']:.4f}** "
+            f"(mean ± sample standard deviation; min {cv['min']:.4f}, max {cv['max']:.4f}).",
+            "",
+        ]
+        lines += _table([(k, _fmt(v)) for k, v in cv["folds"].items()], ("fold", "validation score")) + [""]
+        if run.is_ensemble:
+            lines += [f"`medseg predict` averages the softmax of the {len(run.folds)} fold models (ensemble).", ""]
+    if not run.has_run and not cv:
         lines += [
             f"No MLflow run was given (weights from `{run.checkpoint.name}`), so no metrics are reported here. "
             "Measure the model on your own labelled images before relying on it.",
@@ -147,21 +187,29 @@ def render(
         "- Trained only on the data above; other scanners, protocols, skin types or populations may fail.",
         "- Failure cases were not catalogued for this run; check overlays (`medseg predict --overlay`) on your "
         "data and score it against your own labels with `medseg evaluate`.",
-        "",
+        f"- Every image is resized to {image.get('spatial_shape', '?')} before segmentation: structures smaller "
+        "than a few pixels at that size are missed or merged.",
     ]
+    known = metadata.get("known_limitations", [])
+    lines += [f"- {item}" for item in (known if isinstance(known, list) else [known])] + [""]
 
     lines += [
         "## How to run it",
         "",
         "```bash",
-        f"medseg check-bundle {bundle_name}.zip            # what the bundle would run; exit 1 if it fails",
-        f"medseg predict --bundle {bundle_name}.zip --input IMAGES --output RESULTS --overlay",
-        f"python -m monai.bundle run --config_file {bundle_name}/configs/inference.json \\",
-        f"    --bundle_root {bundle_name} --dataset_dir IMAGES --output_dir RESULTS",
+        f"medseg check-bundle {bundle_name}.zip --trusted_keys KEYS   # manifest, hashes, signature; exit 1 if bad",
+        f"medseg predict --bundle {bundle_name}.zip --input IMAGES --output RESULTS --overlay \\",
+        "    --require_signed --trusted_keys KEYS",
         "```",
         "",
+        "`medseg predict` builds the model from `manifest.json` (data only: registered names, typed parameters, "
+        "safetensors weights); it never runs the MONAI configs. Only if you trust the sender, the MONAI bundle "
+        f"also runs as `python -m monai.bundle run --config_file {bundle_name}/configs/inference.json "
+        f"--bundle_root {bundle_name} --dataset_dir IMAGES --output_dir RESULTS` (its configs are Python).",
+        "",
         "`medseg predict` writes masks in each input's format (PNG at the original size; NIfTI with the input's "
-        "affine), `findings.csv` (areas per structure, in mm^2 and mL when the spacing is known) and overlays.",
+        "affine; for a DICOM series also a DICOM Segmentation), `findings.csv` (areas per structure, in mm^2 and "
+        "mL when the spacing is known) and overlays.",
         "",
     ]
 

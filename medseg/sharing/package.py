@@ -1,11 +1,13 @@
-"""``medseg package``: turn a bundle and a trained run into a self-contained, checked bundle and ``.zip``.
+"""``medseg package``: turn a bundle and a trained run into a self-contained, checked package and ``.zip``.
 
-The package holds what inference needs and nothing that runs more: ``configs/inference.json`` (with
-``bundle_root`` set to ``.`` and unused imports removed), ``configs/metadata.json`` filled in from the run,
-``configs/meta_schema.json`` (the schema it was verified against, so it can be verified offline),
-``configs/logging.conf`` when the bundle has one, ``models/model.pt`` (state dict) and ``models/model.ts``
-(TorchScript) with their sha256 in the metadata, ``docs/README.md`` (the model card), ``docs/data_license.txt``
-and ``LICENSE``. Training configs are left out: they import tracking and data code a colleague does not need.
+The shared model is ``manifest.json`` (data only, :mod:`medseg.sharing.manifest`) with safetensors weights (one per
+fold for a k-fold run) and the sha256 of every file, optionally signed (:mod:`medseg.sharing.signing`); beside it,
+for those who trust the sender, the MONAI bundle. The package holds what inference needs and nothing that runs more:
+``configs/inference.json`` (with ``bundle_root`` set to ``.`` and unused imports removed), ``configs/metadata.json``
+filled in from the run, ``configs/meta_schema.json`` (the schema it was verified against, so it can be verified
+offline), ``configs/logging.conf`` when the bundle has one, ``models/model.pt`` (state dict) and ``models/model.ts``
+(TorchScript) with their sha256 in the metadata, ``docs/README.md`` (the model card), ``docs/data_license.txt`` and
+``LICENSE``. Training configs are left out: they import tracking and data code a colleague does not need.
 
 Before the package is moved into place it must pass ``verify_metadata``, ``verify_net_in_out`` and
 :func:`medseg.sharing.check.check_bundle`; a failure leaves nothing behind.
@@ -174,6 +176,11 @@ def package(
     version: str | None = None,
     schema: str | Path | None = None,
     tracking_uri: str | None = None,
+    sign: str | Path | None = None,
+    tta: dict | None = None,
+    postprocessing: dict | None = None,
+    amp: bool = True,
+    batch_size: int = 8,
 ) -> PackageResult:
     """Package ``bundle`` with the weights of ``run`` into ``out/<name>_v<version>/`` and ``.zip``.
 
@@ -184,6 +191,12 @@ def package(
         version: the package version (``X.Y.Z``); default: the bundle's version with the patch bumped.
         schema: the metadata schema; default: the repository's ``bundles/schema/meta_schema.json``.
         tracking_uri: the MLflow store holding ``run``.
+        sign: an Ed25519 private key (``medseg keys new``) to sign ``manifest.json`` with.
+        tta: the manifest's test-time augmentation (``{"flips": [[0], [1]], "rot90": [1]}``); None: none.
+        postprocessing: the per-class decision (``{"classes": {"1": {"largest_component": true}}}``), e.g. from
+            the run's post-processing evaluation; None: the bundle's own (usually none).
+        amp: allow bf16/fp16 autocast at prediction where the hardware supports it.
+        batch_size: images per forward pass at prediction.
 
     Returns:
         the package folder and zip.
@@ -197,13 +210,17 @@ def package(
 
     from medseg.sharing.archive import make_zip
     from medseg.sharing.check import REPO_SCHEMA, check_bundle, sha256_file
-    from medseg.sharing.model_card import learning_curve, render, split_metrics
+    from medseg.sharing.manifest import MANIFEST_NAME, SIGNATURE_NAME
+    from medseg.sharing.model_card import cross_validation, learning_curve, render, split_metrics
     from medseg.sharing.run_info import resolve_run, state_dict_of
+    from medseg.sharing.signing import sign_manifest
 
     bundle, out = Path(bundle), Path(out)
     for rel in ("configs/inference.json", "configs/metadata.json"):
         if not (bundle / rel).is_file():
             raise SharingError(bundle, f"has no {rel}", "pass a bundle folder such as bundles/isic_unet")
+    if sign and not Path(sign).is_file():
+        raise SharingError(sign, "signing key not found", "make one with 'medseg keys new --out DIR'")
     schema_file = Path(schema) if schema else REPO_SCHEMA
     if not schema_file.is_file():
         raise SharingError(schema_file, "metadata schema not found", "pass --schema bundles/schema/meta_schema.json")
@@ -240,15 +257,9 @@ def package(
         shutil.copy2(schema_file, staging / "configs" / "meta_schema.json")
 
         network = _build_network(config, staging)
-        state = state_dict_of(run_info.checkpoint)
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise SharingError(
-                run_info.checkpoint,
-                f"does not fit the network of {bundle}/configs/inference.json ({str(exc).splitlines()[0]})",
-                "package it with the bundle it was trained with",
-            ) from exc
+        folds = run_info.folds or [("model", run_info.checkpoint)]
+        states = {name: _fitting_state(network, checkpoint, bundle) for name, checkpoint in folds}
+        network.load_state_dict(state_dict_of(run_info.checkpoint))
         network.eval()
         torch.save(network.state_dict(), staging / "models" / "model.pt")
         fmt = source_meta.get("network_data_format", {})
@@ -281,6 +292,14 @@ def package(
             metadata["training_run"] = {"mlflow_run_id": run_info.run_id, "run_name": run_info.run_name}
         else:
             metadata["performance"] = "not available: packaged from a checkpoint without its MLflow run"
+        if run_info.fold_scores:
+            performance = metadata["performance"] if isinstance(metadata["performance"], dict) else {}
+            metadata["performance"] = {**performance, "cross_validation": cross_validation(run_info.fold_scores)}
+        if run_info.is_ensemble:
+            metadata["ensemble"] = (
+                f"manifest.json averages the softmax of {len(run_info.folds)} fold models; the MONAI bundle's "
+                f"models/model.pt is the best single fold ({run_info.checkpoint.name})"
+            )
         metadata["torchscript"] = how
         metadata["model_sha256"] = {rel: sha256_file(staging / rel) for rel in ("models/model.pt", "models/model.ts")}
         (staging / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
@@ -291,16 +310,30 @@ def package(
             if i < 4:
                 shutil.copy2(png, staging / "docs" / f"example_{i + 1}.png")
                 overlays.append(f"example_{i + 1}.png")
-        card = render(metadata, run_info, name, curve="learning_curves.png" if curve else None, overlays=overlays)
-        (staging / "docs" / "README.md").write_text(card)
         data_license = bundle / "docs" / "data_license.txt"
-        (staging / "docs" / "data_license.txt").write_text(
-            data_license.read_text() if data_license.is_file() else DEFAULT_DATA_LICENSE
+        license_text = data_license.read_text() if data_license.is_file() else DEFAULT_DATA_LICENSE
+        (staging / "docs" / "data_license.txt").write_text(license_text)
+        card = render(
+            metadata,
+            run_info,
+            name,
+            curve="learning_curves.png" if curve else None,
+            overlays=overlays,
+            data_license=license_text,
         )
+        (staging / "docs" / "README.md").write_text(card)
         bundle_license = bundle / "LICENSE"
         (staging / "LICENSE").write_text(bundle_license.read_text() if bundle_license.is_file() else _license_text())
 
         _verify(staging)
+        manifest = build_manifest(
+            config, metadata, staging, states, run_info, tta=tta, postprocessing=postprocessing, amp=amp,
+            batch_size=batch_size, source_config=bundle / "configs" / "inference.json",
+        )  # fmt: skip
+        _check_manifest_matches(network, staging, manifest, example)
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        if sign:
+            sign_manifest(staging / MANIFEST_NAME, sign, staging / SIGNATURE_NAME)
         report = check_bundle(staging, schema=staging / "configs" / "meta_schema.json")
         if not report.passed:
             problems = "\n  ".join(report.problems())
@@ -318,6 +351,114 @@ def package(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return PackageResult(folder=target, zip=zip_path, version=version)
+
+
+def _fitting_state(network: Any, checkpoint: Path, bundle: Path) -> dict:
+    """The weights of ``checkpoint`` (weights-only), checked to fit ``network`` strictly."""
+    from medseg.bundle.checkpoint import mismatch_summary
+    from medseg.sharing.run_info import state_dict_of
+
+    state = state_dict_of(checkpoint)
+    problem = mismatch_summary(network, state)
+    if problem:
+        raise SharingError(
+            checkpoint,
+            f"does not fit the network of {bundle}/configs/inference.json ({problem})",
+            "package it with the bundle it was trained with",
+        )
+    return state
+
+
+def build_manifest(
+    config: dict,
+    metadata: dict,
+    staging: Path,
+    states: dict[str, dict],
+    run_info: Any,
+    tta: dict | None = None,
+    postprocessing: dict | None = None,
+    amp: bool = True,
+    batch_size: int = 8,
+    source_config: Path | None = None,
+) -> dict:
+    """Write the safetensors weights and return the validated manifest (``files`` hashes every other file).
+
+    Args:
+        config: the shipped ``inference.json``.
+        metadata: the packaged ``metadata.json``.
+        staging: the package folder being written.
+        states: weight-file stem -> state dict (``model``, or ``fold0``, ``fold1``, ... for a k-fold run).
+        run_info: the run the weights come from.
+        tta, postprocessing, amp, batch_size: see :func:`package`.
+        source_config: the file named in messages.
+    """
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    import monai
+    import torch
+    from safetensors.torch import save_file
+
+    from medseg.sharing.manifest import FORMAT, derive_from_config, hash_files, validate_manifest
+
+    derived = derive_from_config(config, metadata, staging, source_config or staging / "configs" / "inference.json")
+    if postprocessing:
+        derived["postprocessing"] = postprocessing
+    weights = []
+    for name, state in states.items():
+        rel = f"models/{name}.safetensors"
+        save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(staging / rel))
+        entry = {"file": rel, "format": "safetensors", "name": name}
+        if name in run_info.fold_scores:
+            entry["validation_score"] = float(run_info.fold_scores[name])
+        weights.append(entry)
+    versions = {"monai": monai.__version__, "torch": torch.__version__.split("+")[0]}
+    for package_name in ("medseg", "safetensors", "numpy"):
+        try:
+            versions[package_name] = installed(package_name)
+        except PackageNotFoundError:
+            pass
+    inference: dict[str, Any] = {"activation": "softmax", "amp": bool(amp), "batch_size": int(batch_size)}
+    if tta:
+        inference["tta"] = tta
+    training = {"mlflow_run_id": run_info.run_id, "run_name": run_info.run_name} if run_info.has_run else {}
+    if run_info.datasets:
+        training["datasets"] = run_info.datasets
+    manifest = {
+        "format": FORMAT,
+        "name": str(metadata.get("name", staging.name)),
+        "version": metadata["version"],
+        "task": str(metadata.get("task", "")),
+        "description": str(metadata.get("description", "")),
+        "intended_use": str(metadata.get("intended_use", "Research only; not for clinical use.")),
+        "authors": str(metadata.get("authors", "")),
+        "data_license": str(metadata.get("data_license", "see docs/data_license.txt")),
+        **derived,
+        "weights": weights,
+        "inference": inference,
+        "versions": versions,
+        "training": {k: v for k, v in training.items() if v},
+        "performance": metadata["performance"] if isinstance(metadata.get("performance"), dict) else {},
+    }
+    if len(weights) > 1:
+        manifest["ensemble"] = "mean_softmax"
+    manifest["files"] = hash_files(staging)
+    return validate_manifest(manifest, source_config or "manifest.json")
+
+
+def _check_manifest_matches(network: Any, staging: Path, manifest: dict, example: Any) -> None:
+    """The network the manifest builds must compute what the bundle's network computes (same weights)."""
+    import torch
+
+    from medseg.sharing.shared_model import load_shared_model
+
+    single = dict(manifest, weights=[w for w in manifest["weights"] if w["file"] == manifest["weights"][0]["file"]])
+    model = load_shared_model(staging, single)
+    state = model.networks[0].state_dict()
+    network.load_state_dict(state)
+    with torch.no_grad():
+        if not torch.allclose(network(example), model.networks[0](example), atol=1e-5):
+            raise SharingError(staging / "manifest.json", "its network does not reproduce the bundle's network")
 
 
 def _verify(folder: Path) -> None:

@@ -1,10 +1,13 @@
-"""``medseg predict``: segment a colleague's images with a shared bundle, after checking the bundle.
+"""``medseg predict``: segment a colleague's images with a shared model, after checking the package.
 
-Masks are written in each input's format and geometry (see :mod:`medseg.sharing.inputs`), with an optional
-overlay PNG per image and ``findings.csv``: per image (and per slice of a volume) the area of every structure in
-pixels, in mm^2 when the spacing is known, and for a volume the volume in mL. Everything is written into a
-staging folder that becomes ``--output`` only at the end, so a failed run leaves nothing half-written. An
-unreadable input among many is skipped and listed in ``skipped.csv``; the rest are processed.
+The model is built from the package's ``manifest.json`` and medseg's own code only
+(:mod:`medseg.sharing.shared_model`); the bundle's MONAI configs run only with ``--trust``
+(:mod:`medseg.sharing.inference`). Masks are written in each input's format and geometry (see
+:mod:`medseg.sharing.inputs`), with an optional overlay PNG per image and ``findings.csv``: per image (and per slice
+of a volume) the area of every structure in pixels, in mm^2 when the spacing is known, and for a volume the volume
+in mL. Everything is written into a staging folder that becomes ``--output`` only at the end, so a failed run leaves
+nothing half-written. An unreadable input among many is skipped and listed in ``skipped.csv``; the rest are
+processed. A DICOM series also gets a DICOM Segmentation (:mod:`medseg.sharing.dicom_seg`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.sharing.errors import SharingError
+from medseg.sharing.inputs import discover
 
 FINDINGS_NAME = "findings.csv"
 SKIPPED_NAME = "skipped.csv"
@@ -161,11 +165,23 @@ def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
     volume = read_nifti(case.files[0]) if case.kind == "nifti" else read_dicom_series(case.files)
     depth = volume.array.shape[-1]
     label_map = np.zeros(volume.array.shape, dtype=np.uint8)
-    for k in range(depth):
-        label_map[..., k] = bundle.segment(slice_item(volume, k, case.source), case.source)
+    slices = [slice_item(volume, k, case.source) for k in range(depth)]
+    for k, mask in enumerate(bundle.segment_many(slices, case.source)):
+        label_map[..., k] = mask
     mask_path = staging / f"{case.name}_mask.nii.gz"
     mask_path.parent.mkdir(parents=True, exist_ok=True)
     write_nifti_mask(label_map, volume, mask_path)
+    if case.kind == "dicom":
+        from medseg.sharing.dicom_seg import write_dicom_segs
+
+        meta = bundle.metadata
+        name, version = str(meta.get("name", "medseg model")), str(meta.get("version", "0"))
+        try:
+            stem = Path(case.name).name
+            folder = (staging / case.name).parent
+            write_dicom_segs(label_map, volume.datasets, bundle.labels, name, version, folder, stem)
+        except SharingError as exc:  # the NIfTI mask and findings are still worth having; the row says why
+            volume.notes.append(f"DICOM SEG not written: {exc.problem}")
     spacing = volume.spacing
     pixel_mm2 = spacing[0] * spacing[1] if spacing else None
     base = {
@@ -174,6 +190,7 @@ def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
         "height": volume.array.shape[1],
         "width": volume.array.shape[0],
         "spacing_mm": "x".join(f"{s:g}" for s in spacing if s > 0) if spacing else "",
+        "notes": "; ".join(volume.notes),
     }
     rows = []
     for k in range(depth):
@@ -218,51 +235,49 @@ def predict(
     device: str = "cpu",
     trust: bool = False,
     schema: str | Path | None = None,
+    require_signed: bool = False,
+    trusted_keys: str | Path | None = None,
+    limits: Any = None,
 ) -> PredictResult:
-    """Check a bundle, segment every input and write masks, overlays and ``findings.csv``.
+    """Check a package, segment every input and write masks, overlays, DICOM SEGs and ``findings.csv``.
+
+    Without ``trust`` the model is built from ``manifest.json`` and medseg's own code only
+    (:mod:`medseg.sharing.shared_model`); the package must pass :func:`medseg.sharing.check.check_bundle`
+    (valid manifest, every file's sha256, the signature when there is one or ``require_signed``).
+    With ``trust`` the bundle's own ``configs/inference.json`` runs (it is Python), with a warning.
 
     Args:
-        bundle: a bundle folder or ``.zip``.
+        bundle: a package folder or ``.zip``.
         input_path: an image, NIfTI file, DICOM series folder, or a folder of them.
         output: a new or empty folder outside the input folder.
         overlay: also write an overlay PNG per image (per slice for volumes).
         device: ``cpu`` or ``cuda``.
-        trust: run a bundle that fails :func:`medseg.sharing.check.check_bundle` anyway.
-        schema: the metadata schema for the check (defaults as in ``check_bundle``).
+        trust: run the bundle's own MONAI configs instead of its manifest.
+        schema: the MONAI metadata schema for the check (defaults as in ``check_bundle``).
+        require_signed: refuse a package that a key in ``trusted_keys`` has not signed.
+        trusted_keys: a folder of the senders' ``*.pub`` keys.
+        limits: :class:`medseg.sharing.archive.ExtractionLimits` for a zip.
 
     Returns:
         what was written and skipped.
 
     Raises:
-        SharingError: a bad bundle (failed check without ``trust``), output folder, or input path; or every
+        SharingError: a refused package (one line naming the file), output folder or input path; or every
             input failed.
     """
     from tqdm import tqdm
 
     from medseg.sharing.archive import open_bundle
     from medseg.sharing.check import check_bundle
-    from medseg.sharing.inference import load_inference_bundle
-    from medseg.sharing.inputs import discover
 
+    if require_signed and not trusted_keys:
+        raise SharingError("--require_signed", "needs --trusted_keys DIR", "pass the folder of the senders' .pub keys")
     cases = discover(input_path)
     output, staging = prepare_output(output, input_path)
     try:
-        with open_bundle(bundle) as folder:
-            report = check_bundle(folder, schema=schema)
-            if not report.passed:
-                problems = "\n  ".join(report.problems())
-                if not trust:
-                    raise SharingError(
-                        bundle,
-                        f"failed the safety check:\n  {problems}\n",
-                        "run 'medseg check-bundle' to see everything it would run; "
-                        "pass --trust only if you trust its sender",
-                    )
-                print(
-                    f"warning: {bundle} failed the safety check; running it because of --trust:\n  {problems}",
-                    file=sys.stderr,
-                )
-            loaded = load_inference_bundle(folder, device=device)
+        with open_bundle(bundle, limits) as folder:
+            report = check_bundle(folder, schema=schema, trusted_keys=trusted_keys, require_signed=require_signed)
+            loaded = _load(bundle, folder, report, trust, require_signed, device)
             result = PredictResult(output=output)
             n_files = sum(len(c.files) for c in cases)
             bar = tqdm(cases, desc="segmenting", unit="input", disable=n_files < PROGRESS_MIN_FILES, file=sys.stderr)
@@ -291,3 +306,37 @@ def predict(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+def _refusal(bundle: str | Path, problems: list[str], fix: str) -> SharingError:
+    """One line: the first problem (it names the file), how many more, and what to do."""
+    more = f" (and {len(problems) - 1} more; 'medseg check-bundle' lists them)" if len(problems) > 1 else ""
+    return SharingError(bundle, f"refused: {problems[0]}{more}", fix)
+
+
+def _load(bundle: str | Path, folder: Path, report: Any, trust: bool, require_signed: bool, device: str) -> Any:
+    """The model to run: the manifest's (default) or, with ``trust``, the bundle's own configs."""
+    from medseg.sharing.inference import load_inference_bundle
+    from medseg.sharing.manifest import read_manifest
+    from medseg.sharing.shared_model import load_shared_model
+
+    fix = "ask the sender for a new package made by 'medseg package'"
+    if require_signed and report.manifest_problems:
+        raise _refusal(bundle, report.manifest_problems, fix)
+    if trust:
+        flagged = len(report.configs_flagged)
+        print(
+            f"warning: --trust: running {bundle}'s own configs/inference.json, which is Python and can do anything "
+            f"your account can ({flagged} entries reach outside monai/torch/numpy/medseg; see 'medseg check-bundle')",
+            file=sys.stderr,
+        )
+        return load_inference_bundle(folder, device=device)
+    if not report.has_manifest:
+        raise SharingError(
+            bundle,
+            "refused: no manifest.json, so the model exists only as MONAI configs, which are code",
+            "ask for a package made by 'medseg package', or pass --trust only if you trust its sender",
+        )
+    if not report.passed:
+        raise _refusal(bundle, report.problems(), fix)
+    return load_shared_model(folder, read_manifest(folder), device=device)

@@ -14,6 +14,7 @@ from pathlib import Path
 from medseg.sharing.errors import SharingError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+KFOLD_SUMMARY = "kfold_summary.json"
 
 
 @dataclass
@@ -41,10 +42,18 @@ class RunInfo:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     images: list[Path] = field(default_factory=list)
+    datasets: list[dict[str, str]] = field(default_factory=list)
+    folds: list[tuple[str, Path]] = field(default_factory=list)
+    fold_scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def has_run(self) -> bool:
         return self.run_id is not None
+
+    @property
+    def is_ensemble(self) -> bool:
+        """A k-fold parent run (or ``kfold_summary.json``): one weight file per fold, averaged at prediction."""
+        return len(self.folds) > 1
 
 
 def _list_artifacts(client, run_id: str, path: str | None = None) -> list[str]:
@@ -80,6 +89,8 @@ def resolve_run(run: str, work_dir: str | Path | None = None, tracking_uri: str 
         SharingError: the path does not exist and no run has that id, or the run logged no checkpoint.
     """
     path = Path(run)
+    if path.is_file() and path.name == KFOLD_SUMMARY:
+        return _from_kfold_summary(path)
     if path.is_file():
         return RunInfo(checkpoint=path)
     if path.suffix in CHECKPOINT_SUFFIXES or "/" in run:
@@ -104,15 +115,18 @@ def resolve_run(run: str, work_dir: str | Path | None = None, tracking_uri: str 
             "pass a checkpoint path, or set MLFLOW_TRACKING_URI to the store that holds the run",
         ) from exc
     artifacts = _list_artifacts(client, run)
+    dest = Path(work_dir or tempfile.mkdtemp(prefix="medseg-run-"))
     chosen = _pick_checkpoint(artifacts)
-    if chosen is None:
+    kfold = None
+    if KFOLD_SUMMARY in artifacts:  # a k-fold parent run: its summary names one checkpoint per fold
+        kfold = _from_kfold_summary(Path(client.download_artifacts(run, KFOLD_SUMMARY, str(dest))))
+    elif chosen is None:
         raise SharingError(
             run,
             f"the MLflow run logged no checkpoint (artifacts: {artifacts[:10]})",
             "pass the checkpoint file with --run instead",
         )
-    dest = Path(work_dir or tempfile.mkdtemp(prefix="medseg-run-"))
-    checkpoint = Path(client.download_artifacts(run, chosen, str(dest)))
+    checkpoint = kfold.checkpoint if kfold else Path(client.download_artifacts(run, chosen, str(dest)))
     images = [Path(client.download_artifacts(run, p, str(dest))) for p in artifacts if p.lower().endswith(".png")]
     history = {
         key: [(m.step, m.value) for m in client.get_metric_history(run, key)] for key in sorted(record.data.metrics)
@@ -127,6 +141,48 @@ def resolve_run(run: str, work_dir: str | Path | None = None, tracking_uri: str 
         history=history,
         tags={k: v for k, v in record.data.tags.items() if not k.startswith("mlflow.")},
         images=images,
+        datasets=_dataset_inputs(record),
+        folds=kfold.folds if kfold else [],
+        fold_scores=kfold.fold_scores if kfold else {},
+    )
+
+
+def _dataset_inputs(record) -> list[dict[str, str]]:
+    """The datasets MLflow recorded as the run's inputs (name, digest, source), when any."""
+    inputs = getattr(getattr(record, "inputs", None), "dataset_inputs", None) or []
+    found = []
+    for entry in inputs:
+        dataset = getattr(entry, "dataset", None)
+        if dataset is not None:
+            found.append({k: str(getattr(dataset, k, "") or "") for k in ("name", "digest", "source_type", "source")})
+    return found
+
+
+def _from_kfold_summary(path: Path) -> RunInfo:
+    """A k-fold run from its ``kfold_summary.json`` (see ``medseg kfold``): fold checkpoints and validation scores.
+
+    Raises:
+        SharingError: not a summary, or a fold checkpoint that no longer exists.
+    """
+    import json
+
+    try:
+        summary = json.loads(path.read_text())
+        checkpoints = {str(k): Path(v) for k, v in summary["checkpoints"].items()}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise SharingError(path, f"is not a medseg k-fold summary ({exc})", "pass the kfold_summary.json") from exc
+    missing = [str(p) for p in checkpoints.values() if not p.is_file()]
+    if not checkpoints or missing:
+        raise SharingError(
+            path, f"names fold checkpoints that do not exist ({missing[:3]})", "package on the machine that trained it"
+        )
+    scores = {str(k): float(v) for k, v in summary.get("validation", {}).items()}
+    best = max(scores, key=scores.get) if scores else sorted(checkpoints)[0]
+    return RunInfo(
+        checkpoint=checkpoints.get(best, next(iter(checkpoints.values()))),
+        folds=sorted(checkpoints.items()),
+        fold_scores=scores,
+        params={"kfold_summary": str(path)},
     )
 
 

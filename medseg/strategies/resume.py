@@ -145,9 +145,14 @@ class ResumeCheckpoint:
                 "bundles/strategies/resume.json (it writes resume/last.pt every epoch) and the same --output_dir"
             )
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            # weights only: a resume file is tensors, numbers and strings; a pickle that runs code is refused
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise StrategyError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            raise StrategyError(
+                f"{path}: not a weights-only checkpoint ({type(error).__name__}: {reason}); resume only from the "
+                "resume/last.pt that resume.json writes"
+            ) from None
         if not isinstance(checkpoint, dict) or META_KEY not in checkpoint or "model" not in checkpoint:
             raise StrategyError(
                 f"{path}: not a medseg resume checkpoint (no {META_KEY!r} and 'model' entries); resume from the "

@@ -72,13 +72,12 @@ def test_evaluate_scores_perfect_predictions(phantom_data, tmp_path):
 
 
 def test_predict_with_a_packaged_bundle(tmp_path):
-    from tests.medseg.sharing.bundle_factory import make_bundle, write_schema
-    from tests.medseg.sharing.conftest import write_rgb_images
+    from tests.medseg.sharing.bundle_factory import make_bundle
+    from tests.medseg.sharing.conftest import make_package, write_rgb_images
 
-    bundle = make_bundle(tmp_path / "bundle")
-    schema = write_schema(tmp_path / "meta_schema.json")
+    package = make_package(tmp_path / "dist", make_bundle(tmp_path / "bundle"))
     write_rgb_images(tmp_path / "in", sizes=((40, 50), (37, 61)))
-    result = medseg.predict(bundle, tmp_path / "in", tmp_path / "out", device="cpu", schema=schema)
+    result = medseg.predict(package, tmp_path / "in", tmp_path / "out", device="cpu")
     from PIL import Image
 
     masks = sorted((tmp_path / "out").glob("*_mask.png"))

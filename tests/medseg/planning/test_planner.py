@@ -88,5 +88,5 @@ def test_plan_of_another_bundle_or_dataset_is_refused(phantom_data, tmp_path):  
 
 
 def test_wrong_bundle_for_the_data_is_one_line(phantom_data):  # noqa: F811
-    with pytest.raises(PlanError, match="channel"):
+    with pytest.raises(PlanError, match="4 labels but bundle isic_unet predicts 2 classes"):
         make_plan("isic_unet", phantom_data("cardiac-png"), "5m", timer=fake_timer(0.1))

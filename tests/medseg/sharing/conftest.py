@@ -24,6 +24,33 @@ def grey_bundle(tmp_path_factory) -> Path:
     return make_bundle(tmp_path_factory.mktemp("grey") / "bundle", in_channels=1, labels=labels)
 
 
+def make_package(root: Path, bundle: Path, **kwargs) -> Path:
+    """``medseg package`` of a factory bundle with its own random weights; returns the package folder."""
+    from medseg.sharing.package import package
+
+    result = package(bundle, str(bundle / "models" / "model.pt"), root, schema=bundle / "configs" / "meta_schema.json",
+                     **kwargs)  # fmt: skip
+    return result.folder
+
+
+@pytest.fixture(scope="session")
+def rgb_package(rgb_bundle, tmp_path_factory) -> Path:
+    """The RGB bundle packaged (manifest.json, safetensors, hashes; unsigned). Do not modify: copy it."""
+    return make_package(tmp_path_factory.mktemp("rgb_package"), rgb_bundle)
+
+
+@pytest.fixture(scope="session")
+def grey_package(grey_bundle, tmp_path_factory) -> Path:
+    """The 4-class greyscale bundle packaged."""
+    return make_package(tmp_path_factory.mktemp("grey_package"), grey_bundle)
+
+
+@pytest.fixture
+def package_copy(rgb_package, tmp_path) -> Path:
+    """A private copy of the RGB package that a test may tamper with."""
+    return Path(shutil.copytree(rgb_package, tmp_path / "package_copy"))
+
+
 @pytest.fixture
 def bundle_copy(rgb_bundle, tmp_path) -> Path:
     """A private copy of the RGB bundle that a test may tamper with."""

@@ -73,3 +73,16 @@ def test_file_that_is_not_a_zip(tmp_path):
     with pytest.raises(SharingError, match="not a zip archive"):
         with open_bundle(path):
             pass
+
+
+def test_corrupt_entry_is_one_line(tmp_path):
+    from medseg.sharing.archive import check_zip
+
+    path = tmp_path / "corrupt.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("b/configs/metadata.json", b"{}" * 1000)
+    data = bytearray(path.read_bytes())
+    data[60:80] = bytes(20)  # inside the compressed data of the only entry
+    path.write_bytes(bytes(data))
+    with pytest.raises(SharingError, match="corrupt zip archive"):
+        check_zip(path)

@@ -91,11 +91,13 @@ def _edit_inference(bundle, change):
         (lambda c: c["network_def"].update(_mode_="debug"), "pdb"),
     ],
 )
-def test_outside_code_is_flagged(bundle_copy, schema, change, expected):
+def test_outside_code_is_listed_as_information_for_trust(bundle_copy, schema, change, expected):
     _edit_inference(bundle_copy, change)
     report = check_bundle(bundle_copy, schema=schema)
-    assert not report.passed
-    assert any(expected in f.text or expected in f.reason for f in report.flagged), report.format()
+    assert any(expected in f.text or expected in f.reason for f in report.configs_flagged), report.format()
+    # MONAI configs are code whatever a list says: they never decide what predict runs (the manifest does)
+    assert report.passed and not report.has_manifest
+    assert "information for those who would --trust" in report.format() and "no manifest.json" in report.format()
 
 
 def test_tampered_model_is_detected(bundle_copy, schema):
@@ -141,6 +143,17 @@ def test_command_exit_status(bundle_copy, schema, monkeypatch, capsys):
     assert cli.main(["check-bundle", str(bundle_copy), "--schema", str(schema)]) == 0
     assert "PASSED" in capsys.readouterr().out
     _edit_inference(bundle_copy, lambda c: c["handlers"].append({"_target_": "os.system"}))
+    (bundle_copy / "models" / "model.pt").write_bytes(b"changed")
     assert cli.main(["check-bundle", str(bundle_copy), "--schema", str(schema), "--quiet"]) == 1
     out = capsys.readouterr().out
-    assert "FLAGGED" not in out and "os.system" in out and "FAILED" in out
+    assert "outside" in out and "os.system" in out and "FAILED" in out and "was changed" in out
+
+
+@pytest.mark.parametrize("name", ["cardiac_unet", "cardiac_dynunet", "isic_unet", "ham10000_flexunet_resnet34"])
+def test_repository_bundles_pass_the_checks_that_apply(name):
+    from pathlib import Path
+
+    bundle = Path(__file__).resolve().parents[3] / "bundles" / name
+    report = check_bundle(bundle)
+    assert report.passed, report.problems()
+    assert not report.has_manifest and "MONAI bundle only: no manifest" in report.format()

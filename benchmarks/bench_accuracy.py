@@ -1,0 +1,196 @@
+"""Cross-validated accuracy of the bundles' default path on the real samples, beside the old defaults.
+
+For each task this converts the sample in ``../shared/data`` with ``data_prep`` into K folds (all cases in the
+cross-validation pool, grouped as the converter groups them), then for every recipe and fold:
+
+1. writes the fold as a dataset folder of its own: testing = this fold, validation = the next fold (checkpoint
+   selection, early stopping, post-processing choice), training = the other K-2 folds;
+2. ``default`` recipe: ``medseg plan`` for the fold and the time budget, then trains the bundle with
+   ``train.json`` + ``plans.json``; ``v0.1`` recipe: ``train.json`` + ``bundles/recipes/<bundle>_v0.1.json``
+   (the first release's settings) with the same number of epochs, so both get the same training time;
+3. evaluates the best checkpoint on the held-out (testing) fold through ``evaluate.json`` (the default path: TTA and the
+   post-processing chosen on the training run's validation data, where the recipe has them);
+4. reads per-class Dice, IoU and HD95 and the ISIC thresholded Jaccard from the report's ``summary.json``.
+
+It prints mean and standard deviation over folds per recipe, side by side, and writes them as JSON.
+
+Example (the figures in the README)::
+
+    python benchmarks/bench_accuracy.py --task cardiac --folds 5 --time_budget 3m --out /tmp/acc
+    python benchmarks/bench_accuracy.py --task isic --folds 3 --time_budget 5m --out /tmp/acc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# task -> (bundle, converter, sample folder, converter extra args)
+TASKS = {
+    "cardiac": ("cardiac_unet", "cardiac-png", "cardiac_png_sample", []),
+    "isic": ("isic_flexunet_resnet34", "isic", "isic2017_sample", ["--max-size", "512"]),
+}
+RECIPES = ("default", "v0.1")
+
+
+def convert(task: str, folds: int, out: Path) -> Path:
+    """The task's sample converted into ``folds`` folds, every case in the cross-validation pool."""
+    from data_prep.__main__ import main as data_prep_main
+
+    _, converter, sample, extra = TASKS[task]
+    data = out / "data" / task
+    if not (data / "datalist.json").is_file():
+        code = data_prep_main([converter, "--src", str(SHARED / sample), "--out", str(data), "--folds", str(folds),
+                               "--val-ratio", "0", "--test-ratio", "0", "--seed", "0", *extra])
+        if code:
+            raise SystemExit(f"bench: converting {SHARED / sample} failed")
+    return data
+
+
+def fold_dataset(data: Path, fold: int, folds: int, out: Path) -> Path:
+    """``out`` as a dataset folder for held-out fold ``fold``.
+
+    Testing is fold ``fold`` (scored once, at the end); validation is the next fold (checkpoint selection, early
+    stopping and the post-processing decision: never the scored cases); training is the rest. stats.json is the
+    pool's (class frequencies for the plan's class weights).
+    """
+    from medseg.strategies.kfold import split_items
+
+    items = split_items(data / "datalist.json", "training")
+    inner = (fold + 1) % folds
+    datalist = json.loads((data / "datalist.json").read_text())
+    datalist["training"] = [i for i in items if int(i["fold"]) not in (fold, inner)]
+    datalist["validation"] = [i for i in items if int(i["fold"]) == inner]
+    datalist["testing"] = [i for i in items if int(i["fold"]) == fold]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=1))
+    shutil.copy(data / "stats.json", out / "stats.json")
+    return out
+
+
+def workflow(bundle: Path, files: list[str], kind: str, **override):
+    from monai.bundle import ConfigWorkflow
+
+    config = [str(bundle / "configs" / f) if not Path(f).is_absolute() else f for f in files]
+    run = ConfigWorkflow(config_file=config, meta_file=str(bundle / "configs" / "metadata.json"),
+                         workflow_type=kind, **override)
+    run.initialize()
+    run.run()
+    run.finalize()
+    return run
+
+
+def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: str, epochs: int | None,
+                    tracking_uri: str) -> dict:
+    """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary."""
+    from medseg.bundle import find_bundle
+    from medseg.planning import make_plan, write_plan
+
+    bundle = find_bundle(TASKS[task][0])[0]
+    layers: list[str] = []
+    if recipe == "default":
+        plan = make_plan(bundle, fold_dir, budget)
+        layers.append(str(write_plan(plan, out / "plans.json")))
+        epochs = plan["max_epochs"]
+    else:
+        layers.append(str(REPO_ROOT / "bundles" / "recipes" / f"{bundle.name}_{recipe}.json"))
+    common = {"dataset_dir": str(fold_dir), "tracking_uri": tracking_uri}
+    started = time.perf_counter()
+    workflow(bundle, ["train.json", *layers], "train", output_dir=str(out / "train"),
+             **common, **({"max_epochs": epochs} if epochs else {}))
+    seconds = time.perf_counter() - started
+    workflow(bundle, ["train.json", *layers, "evaluate.json"], "infer", output_dir=str(out / "eval"),
+             ckpt_path=str(out / "train" / "model.pt"), evaluate_section="testing", **common)
+    summary = json.loads((out / "eval" / "report" / "summary.json").read_text())
+    summary["train_seconds"] = seconds
+    summary["epochs"] = epochs
+    return summary
+
+
+def aggregate(summaries: list[dict]) -> dict:
+    """Mean and sd over folds of each foreground class's dice/iou/hd95 and of the set metrics."""
+
+    def stat(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    first = summaries[0]
+    classes = [name for c, name in sorted(first["labels"].items(), key=lambda kv: int(kv[0])) if int(c) > 0]
+    out = {"per_class": {}, "metrics": {}, "folds": len(summaries)}
+    for name in classes:
+        out["per_class"][name] = {m: stat([s["per_class"][name].get(m) for s in summaries]) for m in
+                                  ("dice", "iou", "hd95")}
+    for key in ("mean_dice", "mean_iou", "thresholded_jaccard", "jaccard", "mean_hd95"):
+        if key in first["metrics"]:
+            out["metrics"][key] = stat([s["metrics"].get(key) for s in summaries])
+    out["train_minutes"] = stat([s["train_seconds"] / 60 for s in summaries])
+    return out
+
+
+def show(task: str, results: dict[str, dict]) -> None:
+    def cell(v):
+        return "n/a" if v is None else f"{v['mean']:.3f} ± {v['sd']:.3f}"
+
+    print(f"\n{task}: mean ± sd over {next(iter(results.values()))['folds']} folds")
+    rows = []
+    first = next(iter(results.values()))
+    for name in first["per_class"]:
+        for metric in ("dice", "iou", "hd95"):
+            rows.append((f"{name} {metric}", [r["per_class"][name][metric] for r in results.values()]))
+    for key in first["metrics"]:
+        rows.append((key, [r["metrics"][key] for r in results.values()]))
+    rows.append(("training minutes per fold", [r["train_minutes"] for r in results.values()]))
+    print("| | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+    for label, values in rows:
+        print(f"| {label} | " + " | ".join(cell(v) for v in values) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only_folds", type=int, nargs="*", help="run these folds only (default: all)")
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--time_budget", default="15m", help="training time per fold for the default recipe")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--json", help="write the aggregated results here")
+    args = parser.parse_args(argv)
+    if not SHARED.is_dir():
+        print(f"bench: {SHARED} not found (set MEDSEG_SHARED_DATA)", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {}
+    for task in TASKS if args.task == "all" else [args.task]:
+        data = convert(task, args.folds, out)
+        per_recipe: dict[str, list[dict]] = {r: [] for r in args.recipes}
+        for fold in args.only_folds or range(args.folds):
+            fold_dir = fold_dataset(data, fold, args.folds, out / task / f"fold{fold}" / "data")
+            epochs = None
+            for recipe in args.recipes:  # default first: the old recipe gets the same number of epochs
+                run_dir = out / task / f"fold{fold}" / recipe
+                summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri)
+                epochs = summary["epochs"]
+                per_recipe[recipe].append(summary)
+                print(f"{task} fold {fold} {recipe}: mean Dice {summary['metrics'].get('mean_dice')} in "
+                      f"{summary['train_seconds'] / 60:.1f} min ({epochs} epochs)", flush=True)
+        report[task] = {recipe: aggregate(s) for recipe, s in per_recipe.items() if s}
+        show(task, report[task])
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

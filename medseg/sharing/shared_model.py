@@ -1,0 +1,167 @@
+"""A shared model built from its ``manifest.json`` and medseg's own code only.
+
+Nothing the package chose is imported or evaluated: the network comes from :mod:`medseg.sharing.registry`, the
+weights from safetensors files (no pickle), the steps from registered names. The pipeline mirrors the MONAI
+bundle's (read, channels first, registered steps, network, softmax, ``Invertd`` back to the input's geometry,
+argmax) so both give the same masks, plus what the manifest adds: a k-fold ensemble (mean softmax over
+several weight files), test-time augmentation and per-class post-processing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.sharing.errors import SharingError
+
+
+@dataclass
+class SharedModel:
+    """A loaded manifest: networks (one per weight file), preprocessing and settings.
+
+    Attributes:
+        folder: the package folder.
+        manifest: the validated manifest.
+        networks: the networks in eval mode on ``device``.
+        preprocessing: the registered steps (reading excluded).
+        device: ``cpu`` or ``cuda``.
+    """
+
+    folder: Path
+    manifest: dict
+    networks: list
+    preprocessing: Any
+    device: str
+
+    @property
+    def labels(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.manifest["labels"].items()}
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.manifest["input"]["num_channels"])
+
+    @property
+    def metadata(self) -> dict:
+        return self.manifest
+
+    def _prepare(self, item: dict, source: str) -> dict:
+        from monai.transforms import EnsureChannelFirstd, LoadImaged
+
+        if isinstance(item["image"], str | Path):
+            item = LoadImaged(keys="image", image_only=True)(item)
+        item = EnsureChannelFirstd(keys="image")(item)
+        data = self.preprocessing(item)
+        channels = int(data["image"].shape[0])
+        if channels != self.in_channels:
+            kind = {1: "greyscale", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels}-channel")
+            want = {1: "a greyscale image", 3: "an RGB image"}.get(self.in_channels, f"{self.in_channels} channels")
+            plural = "s" * (channels != 1)
+            raise SharingError(
+                source,
+                f"is {kind} ({channels} channel{plural}) but this model expects {want}",
+                f"convert the image to {want}",
+            )
+        return data
+
+    def probabilities(self, images: Any) -> Any:
+        """Mean softmax over the ensemble and the TTA augmentations of a (N, C, H, W) batch."""
+        from medseg.sharing.runtime import inference_context
+        from medseg.sharing.tta import tta_softmax
+
+        inference = self.manifest["inference"]
+        images = images.to(self.device)
+        total = None
+        with inference_context(self.device, bool(inference.get("amp", True))):
+            for network in self.networks:
+                probs = tta_softmax(network, images, inference.get("tta"))
+                total = probs if total is None else total + probs
+        return (total / len(self.networks)).float().cpu()
+
+    def segment_many(self, items: list[dict], source: str) -> list[Any]:
+        """Segment 2D images (paths or in-memory slices), in batches.
+
+        Returns:
+            one ``uint8`` label map per item, in the input's spatial shape (as MONAI reads it).
+
+        Raises:
+            SharingError: an image has the wrong number of channels.
+        """
+        import numpy as np
+        import torch
+        from monai.data import MetaTensor
+        from monai.transforms import Invertd
+
+        from medseg.sharing.postprocess import apply_decision
+
+        prepared = [self._prepare(item, source) for item in items]
+        invert = Invertd(keys="pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False)
+        classes = self.manifest["postprocessing"].get("classes", {})
+        results = []
+        for chunk in _same_shape_batches(prepared, int(self.manifest["inference"].get("batch_size", 8))):
+            images = torch.stack([torch.as_tensor(d["image"]).as_subclass(torch.Tensor) for d in chunk])
+            probs = self.probabilities(images)
+            for data, prob in zip(chunk, probs, strict=True):
+                data = dict(data)
+                data["pred"] = MetaTensor(prob, meta=dict(data["image"].meta))
+                prob = invert(data)["pred"]
+                label_map = torch.as_tensor(prob).argmax(0, keepdim=True).to(torch.uint8)
+                label_map = apply_decision(label_map, classes)
+                results.append(np.asarray(torch.as_tensor(label_map)[0].cpu().numpy(), dtype=np.uint8))
+        return results
+
+    def segment(self, item: dict, source: str) -> Any:
+        """Segment one 2D image; see :meth:`segment_many`."""
+        return self.segment_many([item], source)[0]
+
+
+def _same_shape_batches(prepared: list[dict], size: int) -> list[list[dict]]:
+    """Consecutive items of one shape, at most ``size`` at a time (a manifest without ``resize`` keeps sizes)."""
+    from medseg.sharing.runtime import batches
+
+    runs: list[list[dict]] = []
+    for data in prepared:
+        if runs and tuple(runs[-1][-1]["image"].shape) == tuple(data["image"].shape):
+            runs[-1].append(data)
+        else:
+            runs.append([data])
+    return [chunk for run in runs for chunk in batches(run, size)]
+
+
+def _load_weights(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SharingError(path, f"is not a safetensors weights file ({exc})", "ask the sender for a new copy") from exc
+
+
+def load_shared_model(folder: str | Path, manifest: dict, device: str = "cpu") -> SharedModel:
+    """Build the networks and preprocessing a validated manifest describes and load its safetensors weights.
+
+    Raises:
+        SharingError: CUDA unavailable, or a weights file that is not safetensors or does not fit the network.
+    """
+    import torch
+
+    from medseg.sharing.registry import build_network, build_preprocessing
+
+    folder = Path(folder)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SharingError(device, "CUDA is not available on this machine", "use --device cpu")
+    networks = []
+    for entry in manifest["weights"]:
+        path = folder / entry["file"]
+        network = build_network(manifest["network"]["name"], manifest["network"]["arguments"])
+        state = _load_weights(path)
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise SharingError(
+                path, f"does not fit the manifest's network ({str(exc).splitlines()[0]})", "re-package the model"
+            ) from exc
+        networks.append(network.to(device).eval())
+    return SharedModel(folder, manifest, networks, build_preprocessing(manifest["preprocessing"]), device)

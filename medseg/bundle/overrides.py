@@ -260,9 +260,9 @@ def check_positive(option: str, value: Any, integer: bool = True) -> None:
 
 
 def check_run_settings(**settings: Any) -> None:
-    """Check the settings a run cannot start without (``max_epochs``, ``batch_size``, ``val_interval`` positive
-    integers; ``learning_rate`` positive) before anything is built; meant for ``initialize``:
-    ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
+    """Check the settings a run cannot start without before anything is built: ``max_epochs``, ``batch_size`` and
+    ``val_interval`` positive whole numbers, ``learning_rate`` a number of at least 0 (0 freezes the weights).
+    Meant for ``initialize``: ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
 
     Raises:
         BundleInputError: ``--max_epochs 0: must be a positive whole number ...``.
@@ -270,4 +270,12 @@ def check_run_settings(**settings: Any) -> None:
     for name, value in settings.items():
         if value is None:
             continue
-        check_positive(f"--{name}", value, integer=name != "learning_rate")
+        if name == "learning_rate":
+            try:
+                ok = float(value) >= 0 and not isinstance(value, bool)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:  # NaN fails the comparison too
+                raise BundleInputError(f"--learning_rate {value!r}: must be a number of at least 0, e.g. 0.001")
+            continue
+        check_positive(f"--{name}", value)

@@ -25,12 +25,22 @@ def test_import_is_cheap():
     assert all(getattr(medseg, verb).__doc__ for verb in ("train", "evaluate", "predict", "plan", "load_model"))
 
 
-def test_train_then_load_model(phantom_data, tmp_path):
+def test_train_then_load_model(phantom_data, tmp_path, caplog):
+    import logging
+
     import torch
 
     out = tmp_path / "run"
-    result = medseg.train("cardiac_unet", phantom_data("cardiac-png"), max_epochs=1, output_dir=out,
-                          overrides=SMALL, logging_file=False)
+    with caplog.at_level(logging.INFO, logger="medseg.train"):
+        result = medseg.train("cardiac_unet", phantom_data("cardiac-png"), max_epochs=1, output_dir=out,
+                              overrides=SMALL, logging_file=False)
+    console = [r.getMessage() for r in caplog.records if r.name == "medseg.train"]
+    assert len([line for line in console if line.startswith("epoch 1/1  loss ")]) == 1
+    assert "val_mean_dice" in console[0] and " val_dice " not in console[0]  # no duplicate of the mean
+    summary = "\n".join(console[1:])
+    assert "training finished: 1 epoch(s)" in summary and "best val_mean_dice" in summary and "at epoch 1" in summary
+    assert f"checkpoint: {out / 'model.pt'}" in summary
+    assert "MLflow: run " in summary and "open: mlflow ui --backend-store-uri sqlite:" in summary
     assert result["output_dir"] == str(out) and result["checkpoint"] == str(out / "model.pt")
     assert result["key_metric"] == "val_mean_dice" and result["best_metric_epoch"] == 1
     assert 0.0 <= result["best_metric"] <= 1.0

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # bundle -> (phantom kind, phantom size, converter extra args)
 BENCH_BUNDLES = {
-    "isic_flexunet_resnet34": ("isic", 32, ["--max-size", "320"]),
+    "isic_flexunet_resnet34": ("isic", 32, ["--max_size", "320"]),
     "cardiac_unet": ("cardiac-png", 64, []),
 }
 

@@ -3,9 +3,9 @@
 For each ``--n`` (phantom images), in one run: the time to write the ISIC 2017 phantom, then, each in a fresh child
 process so that peak memory is its own,
 
-* ``plain PIL loop``: decode every image and mask, shrink to ``--max-size`` (LANCZOS / NEAREST), save as PNG (an
+* ``plain PIL loop``: decode every image and mask, shrink to ``--max_size`` (LANCZOS / NEAREST), save as PNG (an
   image already small enough is hard-linked, as data_prep does): the least work a conversion can do, one process;
-* ``data_prep --workers 1`` and ``--workers 2``: ``python -m data_prep isic --max-size M`` on the same files, which also
+* ``data_prep --workers 1`` and ``--workers 2``: ``python -m data_prep isic --max_size M`` on the same files, which also
   checks every mask, binarises it, splits, and writes stats and provenance (sha256 of every source file).
 
 Peak memory is the child's ``ru_maxrss`` (and, for ``--workers 2``, the largest worker's). Prints a table and writes
@@ -67,7 +67,7 @@ def child(mode: str, src: Path, out: Path, max_size: int) -> dict:
         from data_prep.__main__ import main
 
         workers = mode.split("-")[1]
-        argv = ["isic", "--src", str(src), "--out", str(out), "--max-size", str(max_size), "--workers", workers]
+        argv = ["isic", "--src", str(src), "--out", str(out), "--max_size", str(max_size), "--workers", workers]
         if main(argv) != 0:
             raise SystemExit(f"conversion failed: {argv}")
         datalist = json.loads((out / "datalist.json").read_text())
@@ -83,7 +83,7 @@ def child(mode: str, src: Path, out: Path, max_size: int) -> dict:
 
 def measure(mode: str, src: Path, out: Path, max_size: int) -> dict:
     """Run :func:`child` in a fresh interpreter."""
-    cmd = [sys.executable, __file__, "--child", mode, "--src", str(src), "--out", str(out), "--max-size", str(max_size)]
+    cmd = [sys.executable, __file__, "--child", mode, "--src", str(src), "--out", str(out), "--max_size", str(max_size)]
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -141,7 +141,7 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[200], help="phantom sizes to measure (e.g. 1000 5000)")
-    parser.add_argument("--max-size", type=int, default=80,
+    parser.add_argument("--max_size", type=int, default=80,
                         help="long-side limit (phantoms are 96..160 px, so the default shrinks every image)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, deleted after)")

@@ -2,7 +2,7 @@
 
 Examples:
     python -m data_prep phantom isic --out data/isic_raw --n 40
-    python -m data_prep isic --src data/isic_raw --out data/isic --max-size 512
+    python -m data_prep isic --src data/isic_raw --out data/isic --max_size 512
 """
 
 from __future__ import annotations
@@ -41,30 +41,32 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m data_prep", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    from medseg.cli import HelpFormatter  # defaults shown in --help, as in every medseg command
+
+    parser = OneLineParser(prog="python -m data_prep", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    ph = sub.add_parser("phantom", help="write a synthetic dataset in a real source's on-disk layout")
+    ph = sub.add_parser("phantom", help="write a synthetic dataset in a real source's on-disk layout",
+                        formatter_class=HelpFormatter)
     ph.add_argument("kind", choices=sorted(PHANTOMS))
     ph.add_argument("--out", required=True, help="folder to create")
     ph.add_argument("--n", type=int, default=None, help="number of images (patients for acdc and sunnybrook)")
-    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--seed", type=int, default=0, help="random seed")
 
     for source, module_name in CONVERTERS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(source, help=module.DESCRIPTION.split(".")[0])
+        p = sub.add_parser(source, help=module.DESCRIPTION.split(".")[0], formatter_class=HelpFormatter)
         p.add_argument("--src", required=True, help="the dataset's root folder (never modified)")
         p.add_argument("--out", required=True, help="output folder for datalist.json, stats.json and derived files")
         p.add_argument("--folds", type=int, default=None,
                        help="cross-validation folds in the training split, 2..number of training groups (default 3, "
                             "lowered with a warning when there are fewer groups)")
-        p.add_argument("--val-ratio", type=float, default=0.2, help="validation share when there is no official one")
-        p.add_argument("--test-ratio", type=float, default=0.1, help="testing share when there is no official one")
+        p.add_argument("--val_ratio", type=float, default=0.2, help="validation share when there is no official one")
+        p.add_argument("--test_ratio", type=float, default=0.1, help="testing share when there is no official one")
         p.add_argument("--seed", type=int, default=0, help="seed of the splits")
-        p.add_argument("--max-size", type=int, default=None, help="shrink images whose long side is larger (px)")
+        p.add_argument("--max_size", type=int, default=None, help="shrink images whose long side is larger (px)")
         p.add_argument("--workers", type=int, default=1, help="conversion processes")
-        p.add_argument("--skip-bad", action="store_true", help="leave bad cases out and list them in bad_cases.json")
+        p.add_argument("--skip_bad", action="store_true", help="leave bad cases out and list them in bad_cases.json")
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
         p.set_defaults(module=module_name)
@@ -78,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     traceback of an unexpected failure.
     """
     try:
-        args = build_parser().parse_args(argv)
+        from medseg.cli import normalize_flags  # one flag spelling in every command: --max_size, alias --max_size
+
+        parser = build_parser()
+        args = parser.parse_args(normalize_flags(parser, list(sys.argv[1:] if argv is None else argv)))
         if args.command == "phantom":
             from pathlib import Path
 

@@ -101,7 +101,7 @@ def find_cases(src: Path, options) -> list[Case]:
     """List one case per patient frame (ED and ES).
 
     Info.cfg is read leniently here (for the stratum and the frame files); a broken one is reported by
-    :func:`convert_case`, so that ``--skip-bad`` can leave that patient out.
+    :func:`convert_case`, so that ``--skip_bad`` can leave that patient out.
 
     Raises:
         DataPrepError: ``src`` holds no ``patientXXX`` folders (neither directly nor in training/ or testing/).
@@ -187,7 +187,7 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
             raise DataPrepError(
                 label_path,
                 f"ground truth has shape {label.shape} but its image {image_path.name} has {image.shape}",
-                "restore the matching _gt file or use --skip-bad",
+                "restore the matching _gt file or use --skip_bad",
             )
         if label.dtype.kind == "f" and not np.array_equal(label, np.round(label)):
             raise DataPrepError(label_path, "ground truth holds non-integer values", "use the original _gt file")
@@ -197,7 +197,7 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
         raise DataPrepError(
             label_path,
             "ground truth not found",
-            "restore the _gt file (only testing/ may lack labels) or use --skip-bad",
+            "restore the _gt file (only testing/ may lack labels) or use --skip_bad",
         )
     spacing = [round(float(zooms[0]), 6), round(float(zooms[1]), 6)] if len(zooms) >= 2 else [1.0, 1.0]
     image = _image_dtype(image)

@@ -9,12 +9,12 @@ Expected layout (the coursework derivative of ACDC)::
 
 File names are matched case-insensitively (``cmr5.PNG``, ``cmr5_MASK.png``); hidden files (``.DS_Store``,
 ``._cmr5.png``)
-are ignored. A mask without its image is a bad case (an error, or left out and listed with ``--skip-bad``): it
+are ignored. A mask without its image is a bad case (an error, or left out and listed with ``--skip_bad``): it
 usually means a lost or renamed image. 16-bit and palette images are converted to 8 bits by
 :func:`data_prep.imageio.intensity_to_uint8` (never clipped).
 
 ``train/``, ``val/`` and ``test/`` are kept as the official training, validation and testing splits; the
-splits a folder lacks are carved from ``train/`` by ``--val-ratio`` and ``--test-ratio``. Images are
+splits a folder lacks are carved from ``train/`` by ``--val_ratio`` and ``--test_ratio``. Images are
 linked (or copied) to ``out/images``; masks are checked and rewritten as 8-bit PNG to ``out/labels``.
 
 Which patient a slice comes from is not recorded in this layout, so each slice is its own group
@@ -116,7 +116,7 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
             raise DataPrepError(
                 mask_path,
                 f"mask not found for {image_path.name}",
-                "add the mask (every train/ and val/ image needs one) or use --skip-bad",
+                "add the mask (every train/ and val/ image needs one) or use --skip_bad",
             )
         mask = read_mask(mask_path)
         check_same_size(image_path, pixels.shape, mask_path, mask.shape)

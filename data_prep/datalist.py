@@ -2,7 +2,7 @@
 
 A converter module (``data_prep/<source>.py``) says *what* a dataset holds; this module does the rest the
 same way for every source: parallel conversion with a progress bar, grouped and stratified splits and
-folds, class statistics, provenance, ``--skip-bad`` reports and an atomic, deterministic write.
+folds, class statistics, provenance, ``--skip_bad`` reports and an atomic, deterministic write.
 
 A converter module defines:
 
@@ -233,17 +233,17 @@ def validate_options(options: Any) -> None:
         raise DataPrepError(None, f"{option} {value}: {rule}", f"pass a valid {option}")
 
     val, test = getattr(options, "val_ratio", 0.0), getattr(options, "test_ratio", 0.0)
-    for option, value in (("--val-ratio", val), ("--test-ratio", test)):
+    for option, value in (("--val_ratio", val), ("--test_ratio", test)):
         if not (0.0 <= value < 1.0):  # also refuses NaN
             bad(option, value, "must be at least 0 and below 1")
     if val + test >= 1.0:
-        bad("--val-ratio", val, f"plus --test-ratio {test} must stay below 1 (nothing would be left for training)")
+        bad("--val_ratio", val, f"plus --test_ratio {test} must stay below 1 (nothing would be left for training)")
     folds = getattr(options, "folds", None)
     if folds is not None and folds < 2:
         bad("--folds", folds, "must be at least 2 (and at most the number of training groups)")
     max_size = getattr(options, "max_size", None)
     if max_size is not None and max_size < 1:
-        bad("--max-size", max_size, "must be a positive number of pixels")
+        bad("--max_size", max_size, "must be a positive number of pixels")
     workers = getattr(options, "workers", 1)
     if workers is None or workers < 1:
         bad("--workers", workers, "must be at least 1")
@@ -269,7 +269,7 @@ def _check_folds(cases: list[Case], options: Any, after_skipping: bool = False) 
         when = " after leaving out the bad cases" if after_skipping else ""
         raise DataPrepError(None, f"--folds {folds}: the training split has only {groups} groups{when}",
                             f"pass --folds between 2 and {groups}" if groups >= 2
-                            else "lower --val-ratio/--test-ratio or add cases")
+                            else "lower --val_ratio/--test_ratio or add cases")
 
 
 def _effective_folds(train_groups: int, options: Any) -> int:
@@ -335,7 +335,7 @@ def convert(module_name: str, options: Any) -> dict:
         the datalist written.
 
     Raises:
-        DataPrepError: a bad input (without ``--skip-bad``), a bad option or a bad folder.
+        DataPrepError: a bad input (without ``--skip_bad``), a bad option or a bad folder.
         OutputError: the output cannot be written (disk full, read-only folder).
     """
     started = time.perf_counter()
@@ -371,7 +371,7 @@ def convert(module_name: str, options: Any) -> dict:
                 raise DataPrepError(
                     scrub.text(c.first_input),
                     f"duplicate case id {c.case_id!r} (also {scrub.text(seen[c.case_id].first_input)})",
-                    "remove one of the two files or use --skip-bad",
+                    "remove one of the two files or use --skip_bad",
                 )
         seen[c.case_id] = c
     if duplicates:
@@ -449,7 +449,7 @@ def _run_workers(module_name, cases, staging, options, bad, scrub, pseudonym_of)
             if error is not None:
                 if not options.skip_bad:
                     shown = _scrubbed(error, scrub, pseudonym_of, options, relative=False)
-                    raise DataPrepError(shown["file"], shown["problem"], shown["fix"] or "or use --skip-bad")
+                    raise DataPrepError(shown["file"], shown["problem"], shown["fix"] or "or use --skip_bad")
                 bad.append(error)
                 continue
             items_of[case.case_id] = items

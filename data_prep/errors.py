@@ -37,7 +37,7 @@ class DataPrepError(Exception):
 class OutputError(DataPrepError):
     """The output could not be written (disk full, read-only or vanished folder): a failure, not bad input.
 
-    ``--skip-bad`` never skips it: the source case is fine, the output is not.
+    ``--skip_bad`` never skips it: the source case is fine, the output is not.
     """
 
     exit_code = EXIT_FAILURE

@@ -8,8 +8,8 @@ Layout under ``--src`` (each location can be overridden with ``--images``, ``--m
 
 Output masks hold 0 for background and, on the lesion, the index of the image's diagnosis in :data:`DX` (1 akiec ..
 7 vasc), so one network learns where the lesion is and what it is. All images of a lesion (``lesion_id``) are kept
-in one split and fold, and splits are stratified by ``dx``. There is no official split: ``--val-ratio`` and
-``--test-ratio`` carve validation and testing out of the whole set.
+in one split and fold, and splits are stratified by ``dx``. There is no official split: ``--val_ratio`` and
+``--test_ratio`` carve validation and testing out of the whole set.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def locate(src: Path, options) -> tuple[Path, list[Path], Path]:
 def read_metadata(path: Path) -> dict[str, dict]:
     """Read the metadata CSV: image_id -> row (with its line number under ``_line``).
 
-    Rows with an unknown ``dx`` are kept with ``_problem`` set, so that ``--skip-bad`` can leave just them out.
+    Rows with an unknown ``dx`` are kept with ``_problem`` set, so that ``--skip_bad`` can leave just them out.
 
     Raises:
         DataPrepError: the file is not a CSV with the required columns, or a row lacks an id or repeats one.

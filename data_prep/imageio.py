@@ -42,7 +42,7 @@ def open_image(path: str | Path) -> Image.Image:
         img.load()  # decode now: a truncated file fails here, not later in a worker
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataPrepError(
-            path, f"cannot be read as an image ({exc})", "re-download or remove the file, or use --skip-bad"
+            path, f"cannot be read as an image ({exc})", "re-download or remove the file, or use --skip_bad"
         ) from exc
     return img
 
@@ -94,7 +94,7 @@ def check_finite(path: str | Path, array: np.ndarray) -> None:
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
         raise DataPrepError(path, f"holds {bad} non-finite values (NaN or infinity)",
-                            "repair or re-export the file, or use --skip-bad")
+                            "repair or re-export the file, or use --skip_bad")
 
 
 def intensity_to_uint8(array: np.ndarray, path: str | Path) -> np.ndarray:
@@ -252,7 +252,7 @@ def check_label_values(path: str | Path, mask: np.ndarray, allowed: set[int]) ->
         raise DataPrepError(
             path,
             f"mask has unexpected values {extra[:10]} (allowed: {sorted(allowed)})",
-            "check that this is the right mask file, or use --skip-bad",
+            "check that this is the right mask file, or use --skip_bad",
         )
 
 
@@ -263,7 +263,7 @@ def check_same_size(image_path: str | Path, image_size: tuple, mask_path: str | 
             mask_path,
             f"mask is {mask_size[0]}x{mask_size[1]} but its image {Path(image_path).name} is "
             f"{image_size[0]}x{image_size[1]} (height x width)",
-            "masks must have the size of their image; re-export the mask or use --skip-bad",
+            "masks must have the size of their image; re-export the mask or use --skip_bad",
         )
 
 
@@ -318,7 +318,7 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
         raise DataPrepError(
             path,
             f"cannot be read as NIfTI ({type(exc).__name__}: {exc})",
-            "re-download or remove the file, or use --skip-bad",
+            "re-download or remove the file, or use --skip_bad",
         ) from exc
     check_finite(path, data)  # NaN voxels would pass conversion and poison training silently
     return data, zooms

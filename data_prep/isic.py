@@ -15,7 +15,7 @@ Layouts recognised under ``--src`` (the first that matches; ``python -m data_pre
 Official splits are kept. A test data folder without its ground-truth folder gives unlabelled testing items; any other
 data folder without ground truth is an error. Masks are binarised (see :func:`binary_lesion_mask`) and written as
 PNG with values 0/1 under ``labels/``; images are hard-linked (or copied) unchanged under ``images/``, or with
-``--max-size`` shrunk with LANCZOS (masks NEAREST) and saved as PNG.
+``--max_size`` shrunk with LANCZOS (masks NEAREST) and saved as PNG.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def binary_lesion_mask(path: str | Path, mask: np.ndarray) -> np.ndarray:
                 path,
                 f"mask has values {odd[:10]} on {int(far.sum())} pixels away from the lesion's edge; a lesion mask "
                 "holds 0 and 255 (or 0 and 1), with grey values only on the edge",
-                "check that this is a binary lesion mask (not a label map of several classes), or use --skip-bad",
+                "check that this is a binary lesion mask (not a label map of several classes), or use --skip_bad",
             )
     return lesion.astype(np.uint8)
 
@@ -286,7 +286,7 @@ def open_source_image(path: str | Path, max_size: int | None) -> tuple[Image.Ima
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataPrepError(
-            path, f"cannot be read as an image ({exc})", "re-download or remove the file, or use --skip-bad"
+            path, f"cannot be read as an image ({exc})", "re-download or remove the file, or use --skip_bad"
         ) from exc
     return image, full
 

@@ -27,7 +27,7 @@ DICOM files (PatientName, PatientID, AccessionNumber, ..., see :mod:`data_prep.d
 case's pseudonym; error lines get the same treatment.
 
 Modality: every DICOM must say ``Modality`` MR; another modality (a CT series in the wrong folder) is
-refused before any work with one line naming the file, unless ``--allow-modality`` is given.
+refused before any work with one line naming the file, unless ``--allow_modality`` is given.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ _CONTOUR = re.compile(r"^IM-(\d{4})-(\d{4})-([io])contour-manual\.txt$", re.IGNO
 
 
 def add_arguments(parser) -> None:
-    """``--allow-modality``: convert DICOM files whose Modality is not MR."""
-    parser.add_argument("--allow-modality", action="store_true",
+    """``--allow_modality``: convert DICOM files whose Modality is not MR."""
+    parser.add_argument("--allow_modality", action="store_true",
                         help=f"convert DICOM files whose Modality is not {EXPECTED_MODALITY} (refused by default)")
 
 
@@ -72,7 +72,7 @@ def identifying_values(src: Path, cases: list, options) -> set[str]:
     name is compared with the identity of everything in it.
 
     Raises:
-        DataPrepError: a DICOM whose Modality is not MR, without ``--allow-modality``.
+        DataPrepError: a DICOM whose Modality is not MR, without ``--allow_modality``.
     """
     values: set[str] = set()
     folders = sorted({str(Path(c.inputs["image"]).parent) for c in cases if "image" in c.inputs})
@@ -85,7 +85,7 @@ def identifying_values(src: Path, cases: list, options) -> set[str]:
             if modality and modality != EXPECTED_MODALITY and not getattr(options, "allow_modality", False):
                 shown = Scrubber(found).path(str(path), "<patient>")
                 raise DataPrepError(shown, f"Modality is {modality}, but the sunnybrook converter expects "
-                                    f"{EXPECTED_MODALITY} (cine MRI)", "check --src, or pass --allow-modality")
+                                    f"{EXPECTED_MODALITY} (cine MRI)", "check --src, or pass --allow_modality")
     return values
 
 
@@ -187,7 +187,7 @@ def read_dicom_pixels(path: Path) -> tuple[np.ndarray, list[float]]:
             spacing = ds.get("PixelSpacing")
     except Exception as exc:  # pydicom raises InvalidDicomError, AttributeError, ValueError... for bad files
         raise DataPrepError(
-            path, f"cannot be read as a DICOM image ({type(exc).__name__}: {exc})", "restore the file or use --skip-bad"
+            path, f"cannot be read as a DICOM image ({type(exc).__name__}: {exc})", "restore the file or use --skip_bad"
         ) from exc
     if pixels.ndim != 2:
         raise DataPrepError(path, f"expected one 2D image, got pixel data of shape {pixels.shape}", "")
@@ -225,7 +225,7 @@ def read_contour(path: Path, shape: tuple[int, int]) -> list[tuple[float, float]
         raise DataPrepError(
             path,
             f"point {outside[0]} lies outside the {cols}x{rows} image (x = column, y = row)",
-            "check that the contour belongs to this DICOM (link.csv) or use --skip-bad",
+            "check that the contour belongs to this DICOM (link.csv) or use --skip_bad",
         )
     return points
 
@@ -252,13 +252,13 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
         raise DataPrepError(
             first_contour,
             f"points to DICOM {image_path.parent.name}/{image_path.name}, which does not exist",
-            "check link.csv and the dicoms/ folder, or use --skip-bad",
+            "check link.csv and the dicoms/ folder, or use --skip_bad",
         )
     if "i_contour" not in case.inputs:
         raise DataPrepError(
             case.inputs["o_contour"],
             "o-contour without an i-contour: the myocardium cannot be separated from the blood pool",
-            "add the i-contour or use --skip-bad",
+            "add the i-contour or use --skip_bad",
         )
     pixels, spacing = read_dicom_pixels(image_path)
     mask = np.zeros(pixels.shape, dtype=np.uint8)

@@ -22,15 +22,25 @@ def load_datalist(path: str | Path, section: str = "training", require_label: bo
         the section's items with absolute paths.
 
     Raises:
-        BundleInputError: the datalist is missing, malformed, or lacks the section or labels.
+        BundleInputError: the datalist is missing, malformed, lacks the section or labels, or lists a file that
+            is not on disk (checked here, before MONAI's loaders would fail deep inside caching or a worker).
     """
     from medseg.data import DatalistError
     from medseg.data import load_datalist as _load
 
     try:
-        return _load(path, section, require_label=require_label)
+        items = _load(path, section, require_label=require_label)
     except DatalistError as exc:
         raise BundleInputError(f"DatalistError: {exc}") from None
+    listed = [item[key] for item in items for key in ("image", "label") if key in item]
+    missing = [file for file in listed if not Path(file).exists()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise BundleInputError(
+            f"{path}: its {section!r} section lists {missing[0]}{more}, not on disk; restore the file(s) or "
+            "convert the dataset again with python -m data_prep"
+        )
+    return items
 
 
 def _suffix(path: Path) -> str:

@@ -164,7 +164,7 @@ def _phase_volumes(
     if None in thickness or any(t is not None and t <= 0 for t in thickness):
         notes.append(
             f"{phase}: slice spacing unknown; volumes left out (give the items 'slice_thickness' in mm, or pass "
-            "--slice-thickness)"
+            "--slice_thickness)"
         )
         return {}
     if any(by_slice[z].spacing is None for z in order):

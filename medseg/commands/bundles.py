@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="{list,export}")
     sub.add_parser("list", help="every bundle with its purpose and where it was found (the default)")
     export = sub.add_parser("export", help="copy a bundle into a folder of your own, to edit and run from there")
-    export.add_argument("name", help="bundle name (see `medseg bundles`)")
+    export.add_argument("name", help="bundle name (see: medseg bundles)")
     export.add_argument("dir", help="folder to create; the bundle lands in DIR/bundles/NAME so the rule finds it")
 
 

@@ -12,8 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle folder or .zip")
     parser.add_argument("--schema", default=None, help="metadata schema (default: the repository's or the bundle's)")
     parser.add_argument("--quiet", action="store_true", help="list only flagged entries")
-    parser.add_argument("--trusted-keys", default=None, help="folder of the senders' .pub keys to verify the signature")
-    parser.add_argument("--require-signed", action="store_true", help="fail unless a trusted key signed the package")
+    parser.add_argument("--trusted_keys", default=None, help="folder of the senders' .pub keys to verify the signature")
+    parser.add_argument("--require_signed", action="store_true", help="fail unless a trusted key signed the package")
     add_limit_arguments(parser)
 
 

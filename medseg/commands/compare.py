@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--order", choices=("auto", "max", "min"), default="auto", help="best is max or min (auto: min for *loss*)"
     )
     parser.add_argument(
-        "--tracking-uri", help="store or server (default: MLFLOW_TRACKING_URI, else ~/.medseg/mlflow.db)"
+        "--tracking_uri", help="store or server (default: MLFLOW_TRACKING_URI, else ~/.medseg/mlflow.db)"
     )
 
 

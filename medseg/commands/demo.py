@@ -149,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"    metrics     {r['metrics']}")
         print(f"    masks       {r['masks']}/")
     print(f"  MLflow runs: mlflow ui --backend-store-uri {tracking_uri(out)}   or   "
-          f"medseg compare --tracking-uri {tracking_uri(out)} --experiment isic_unet/isic")
+          f"medseg compare --tracking_uri {tracking_uri(out)} --experiment isic_unet/isic")
     print(f"demo finished in {time.perf_counter() - started:.0f}s; everything is under {out}")
     return 0

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--merge", action="append", default=[], metavar="NAME=A+B", help="merged class, e.g. malignant=bcc+mel"
     )
     parser.add_argument(
-        "--surface-distances",
+        "--surface_distances",
         "--hd95",
         dest="surface_distances",
         choices=("auto", "yes", "no"),
@@ -58,13 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"), help="pixel spacing where none is recorded"
     )
-    parser.add_argument("--iou-threshold", type=float, default=0.65, help="thresholded / class-level Jaccard cut")
+    parser.add_argument("--iou_threshold", type=float, default=0.65, help="thresholded / class-level Jaccard cut")
     parser.add_argument("--examples", type=int, default=3, help="number of best and of worst cases to show")
     parser.add_argument(
-        "--allow-missing", action="store_true", help="score the cases that have a prediction and list the others"
+        "--allow_missing", action="store_true", help="score the cases that have a prediction and list the others"
     )
     parser.add_argument(
-        "--slice-thickness",
+        "--slice_thickness",
         type=float,
         metavar="MM",
         help="distance between short-axis slices (mm) for the cardiac volumes, where the items record none",
@@ -208,7 +208,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise EvaluateError(
             f"{args.pred}: {len(missing)} of {len(cases)} cases have no prediction: {shown}; "
-            "predict them, or pass --allow-missing to score the others and list these in the report"
+            "predict them, or pass --allow_missing to score the others and list these in the report"
         )
     gts, pred_maps, spacings = [], [], []
     for case in scored:
@@ -264,7 +264,7 @@ def clinical_readout_of(cases, scored, gts, pred_maps, spacings, labels, slice_t
     """The cardiac read-out (volumes, EF, mass, agreement) when the datalist has ED/ES phases; else None.
 
     Every ``(patient, phase)`` stack of the datalist section is expected whole: slices without a prediction (with
-    ``--allow-missing``) leave that frame's predicted volumes out, with a note, rather than under-counting them.
+    ``--allow_missing``) leave that frame's predicted volumes out, with a note, rather than under-counting them.
     """
     if not any(c.phase in ("ED", "ES") and c.patient is not None and c.slice is not None for c in cases):
         return None

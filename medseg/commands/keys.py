@@ -23,6 +23,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"medseg keys: {exc}", file=sys.stderr)
         return 1
     print(f"private key: {pair.private} (keep it secret; sign with: medseg package ... --sign {pair.private})")
-    print(f"public key:  {pair.public} (give it to those who run your models: --trusted-keys FOLDER_WITH_IT)")
+    print(f"public key:  {pair.public} (give it to those who run your models: --trusted_keys FOLDER_WITH_IT)")
     print(f"key id: {pair.key_id}")
     return 0

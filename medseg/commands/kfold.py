@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         summary = _train_and_score(setup, folds, testing, test_split)
     except BundleInputError as error:  # StrategyError, or a bad datalist met while running the bundle
         print(f"medseg kfold: {error}", file=sys.stderr)
-        return 1
+        return 2
     width = max(len(k) for k in summary["test"])
     print(f"{'model':<{width}}  val_mean_dice  test_mean_dice")
     for name, test in summary["test"].items():
@@ -60,7 +60,7 @@ def _test_items(datalist: str) -> tuple[list[dict], str]:
             return items, split
     raise StrategyError(
         f"{datalist}: neither its testing nor its validation items have labels; k-fold scores a held-out split: "
-        "convert the data with a labelled test or validation share (python -m data_prep ... --test-ratio 0.2)"
+        "convert the data with a labelled test or validation share (python -m data_prep ... --test_ratio 0.2)"
     )
 
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         result, plot, data = _find(setup, args)
     except BundleInputError as error:  # StrategyError, or a bad datalist met while running the bundle
         print(f"medseg lr-find: {error}", file=sys.stderr)
-        return 1
+        return 2
     print(f"suggested learning rate (steepest descent): {result.suggested_lr:.3g}")
     print(f"plot: {plot}\nvalues: {data}")
     _log(setup, args, result, plot, data)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to write <bundle>_v<version>/ and its .zip into")
     parser.add_argument("--version", default=None, help="X.Y.Z (default: the bundle's version, patch bumped)")
     parser.add_argument("--schema", default=None, help="metadata schema (default: bundles/schema/meta_schema.json)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store holding the run (default as for training)")
+    parser.add_argument("--tracking_uri", default=None, help="MLflow store holding the run (default as for training)")
     parser.add_argument("--sign", default=None, metavar="KEY", help="sign manifest.json with this .key (medseg keys)")
     parser.add_argument(
         "--tta", choices=sorted(TTA_PRESETS), default="bundle",
@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help='per-class decision file: {"classes": {"1": {"largest_component": true, "fill_holes": false}}}',
     )
-    parser.add_argument("--no-amp", action="store_true", help="never use bf16/fp16 autocast at prediction")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass at prediction")
+    parser.add_argument("--no_amp", action="store_true", help="never use bf16/fp16 autocast at prediction")
+    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass at prediction")
 
 
 def run(args: argparse.Namespace) -> int:

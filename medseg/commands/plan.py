@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, help="bundle name (see `medseg bundles`) or folder")
+    parser.add_argument("--bundle", required=True, help="bundle name (see: medseg bundles) or folder")
     parser.add_argument("--dataset_dir", required=True, help="data_prep output folder (datalist.json, stats.json)")
     parser.add_argument("--time_budget", default="15m", help="wall time for training, e.g. 15m, 90s, 1h (default: 15m)")
     parser.add_argument("--max_size", type=int, help="largest side to train at (default: the bundle's spatial_size)")
@@ -16,19 +16,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.api import plan as make_plan
     from medseg.bundle.errors import BundleInputError
-    from medseg.planning import describe_plan, make_plan, write_plan
+    from medseg.planning import describe_plan
 
     try:
-        plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size)
+        plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size, out=args.out)
     except BundleInputError as err:
         print(f"medseg plan: {err}", file=sys.stderr)
         return 2
     record = plan["plan"]
     print(f"plan for {record['bundle']} on {record['dataset']} ({record['time_budget_s'] / 60:.1f} min budget):")
     print("\n".join(f"  {line}" for line in describe_plan(plan)))
-    out = Path(args.out) if args.out else Path(args.dataset_dir) / "plans.json"
-    write_plan(plan, out)
+    out = Path(record["path"])
     bundle = f"bundles/{record['bundle']}/configs"
     print(f"wrote {out}; train and predict with it layered on the bundle's configs:")
     data = args.dataset_dir

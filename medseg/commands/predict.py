@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the bundle's own MONAI configs (Python: only for a sender you trust) instead of its manifest",
     )
     parser.add_argument("--schema", default=None, help="metadata schema (default: the repository's or the bundle's)")
-    parser.add_argument("--require-signed", action="store_true", help="refuse a package no trusted key signed")
-    parser.add_argument("--trusted-keys", default=None, help="folder of the senders' .pub keys (medseg keys new)")
+    parser.add_argument("--require_signed", action="store_true", help="refuse a package no trusted key signed")
+    parser.add_argument("--trusted_keys", default=None, help="folder of the senders' .pub keys (medseg keys new)")
     add_limit_arguments(parser)
 
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         final = _stages(setup, sizes, epochs)
     except BundleInputError as error:  # StrategyError, or a bad datalist met while running the bundle
         print(f"medseg progressive: {error}", file=sys.stderr)
-        return 1
+        return 2
     print(f"final weights ({sizes[-1]}px): {final}")
     return 0
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         parent_id, child_ids = _sweep(setup, grid, points)
     except BundleInputError as error:  # StrategyError, or a bad datalist met while running the bundle
         print(f"medseg sweep: {error}", file=sys.stderr)
-        return 1
+        return 2
     return _compare(setup, parent_id, child_ids, args.metric) if tracked else 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medseg.bundle.errors import BundleInputError, find_input_error
+from medseg.bundle.errors import BundleInputError, Interrupted, find_input_error
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -15,7 +15,8 @@ class InputErrorHandler:
 
     A label or image check fails inside a transform, possibly in a DataLoader worker, and reaches the
     engine wrapped in MONAI's ``RuntimeError: applying transform ...``. This handler finds the check's
-    message and re-raises it as the one line the user sees; any other exception is re-raised unchanged.
+    message and re-raises it as the one line the user sees; a Ctrl-C becomes :class:`Interrupted` (one line, exit
+    status 130); any other exception is re-raised unchanged.
 
     Put it first in ``train#handlers``, ``validate#handlers`` and the inference handlers: ignite calls
     exception handlers in order, and the ones after it (``CheckpointSaver(save_final=True)``,
@@ -33,6 +34,11 @@ class InputErrorHandler:
         engine.add_event_handler(Events.EXCEPTION_RAISED, self)
 
     def __call__(self, engine: Engine, exc: BaseException) -> None:
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            # still a KeyboardInterrupt for the handlers that record the run as KILLED; one line, status 130
+            from medseg.console import INTERRUPTED
+
+            raise Interrupted(INTERRUPTED) from None
         message = find_input_error(exc)
         if message is None:
             raise exc

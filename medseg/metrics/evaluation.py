@@ -106,7 +106,7 @@ class SegmentationScores:
         distance_unit: ``mm`` when every case had a spacing, else ``px``.
         merged: merged class name -> label values.
         iou_threshold: threshold of the thresholded and class-level Jaccard.
-        missing: case ids without prediction (scored only with ``--allow-missing``).
+        missing: case ids without prediction (scored only with ``--allow_missing``).
     """
 
     case_ids: list[str]

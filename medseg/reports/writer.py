@@ -229,7 +229,7 @@ def _status_line(summary: dict) -> str:
     missing = summary["missing_cases"]
     return (
         f"INCOMPLETE: {summary['n_cases']} cases scored, {len(missing)} without prediction "
-        f"(--allow-missing): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+        f"(--allow_missing): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
     )
 
 

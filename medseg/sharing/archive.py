@@ -40,7 +40,7 @@ TORCH_FILES = ("models/model.pt", "models/model.ts")
 
 @dataclass(frozen=True)
 class ExtractionLimits:
-    """What a received archive may hold (``medseg check-bundle/predict --max-total-mb --max-file-mb --max-files``).
+    """What a received archive may hold (``medseg check-bundle/predict --max_total_mb --max_file_mb --max_files``).
 
     Defaults fit a k-fold ensemble of ResNet-34 FlexibleUNets with its MONAI bundle (about 100 MB per fold).
     """
@@ -135,14 +135,14 @@ def check_zip(zip_path: str | Path, limits: ExtractionLimits | None = None) -> l
     files = [i for i in infos if not i.is_dir()]
     if len(files) > limits.max_files:
         raise SharingError(zip_path, f"refused: {len(files)} files, more than the limit {limits.max_files}",
-                           "raise --max-files if you expect that many")  # fmt: skip
+                           "raise --max_files if you expect that many")  # fmt: skip
     for info in files:
         if info.file_size > limits.max_file_bytes:
             raise SharingError(
                 zip_path,
                 f"refused: the entry {info.filename!r} extracts to {info.file_size / MB:.1f} MB, more than the "
                 f"per-file limit {limits.max_file_bytes / MB:.0f} MB",
-                "raise --max-file-mb if you expect a file that large",
+                "raise --max_file_mb if you expect a file that large",
             )
         rel = PurePosixPath(info.filename)
         rel = PurePosixPath(*rel.parts[1:]) if len(rel.parts) > 1 else rel  # inside the package's top folder
@@ -154,7 +154,7 @@ def check_zip(zip_path: str | Path, limits: ExtractionLimits | None = None) -> l
         raise SharingError(
             zip_path,
             f"refused: extracts to {total / MB:.1f} MB, more than the limit {limits.max_total_bytes / MB:.0f} MB",
-            "raise --max-total-mb if you expect a package that large",
+            "raise --max_total_mb if you expect a package that large",
         )
     return infos
 

@@ -621,7 +621,7 @@ def _check_manifest(bundle: Path, report: CheckReport, trusted_keys: str | Path 
             report.manifest_problems.append(f"{exc.path}: {exc.problem}")
             return  # a manifest whose signature fails is not evidence about the other files
         if require_signed and keys is None:
-            report.manifest_problems.append(f"{SIGNATURE_NAME}: cannot be verified; pass --trusted-keys DIR")
+            report.manifest_problems.append(f"{SIGNATURE_NAME}: cannot be verified; pass --trusted_keys DIR")
     elif require_signed:
         problem = f"{MANIFEST_NAME}: not signed (no {SIGNATURE_NAME}) but a signature is required"
         report.manifest_problems.append(problem)

@@ -197,9 +197,9 @@ def render(
         "## How to run it",
         "",
         "```bash",
-        f"medseg check-bundle {bundle_name}.zip --trusted-keys KEYS   # manifest, hashes, signature; exit 1 if bad",
+        f"medseg check-bundle {bundle_name}.zip --trusted_keys KEYS   # manifest, hashes, signature; exit 1 if bad",
         f"medseg predict --bundle {bundle_name}.zip --input IMAGES --output RESULTS --overlay \\",
-        "    --require-signed --trusted-keys KEYS",
+        "    --require_signed --trusted_keys KEYS",
         "```",
         "",
         "`medseg predict` builds the model from `manifest.json` (data only: registered names, typed parameters, "

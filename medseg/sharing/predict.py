@@ -271,7 +271,7 @@ def predict(
     from medseg.sharing.check import check_bundle
 
     if require_signed and not trusted_keys:
-        raise SharingError("--require-signed", "needs --trusted-keys DIR", "pass the folder of the senders' .pub keys")
+        raise SharingError("--require_signed", "needs --trusted_keys DIR", "pass the folder of the senders' .pub keys")
     cases = discover(input_path)
     output, staging = prepare_output(output, input_path)
     try:

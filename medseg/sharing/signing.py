@@ -7,7 +7,7 @@ signature from a trusted key vouches for the whole package, and a changed file i
   ``DIR/<name>.pub`` (public, PEM: give it to the people who will run your models).
 * ``medseg package --sign DIR/<name>.key`` writes ``manifest.sig``: JSON with the algorithm, the key id (sha256
   of the raw public key) and the base64 signature.
-* ``medseg predict --require-signed --trusted-keys DIR`` accepts a package only when a ``*.pub`` in ``DIR``
+* ``medseg predict --require_signed --trusted_keys DIR`` accepts a package only when a ``*.pub`` in ``DIR``
   verifies its signature.
 """
 
@@ -146,7 +146,7 @@ def verify_signature(manifest_file: Path, signature_file: Path, keys: dict[str, 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SharingError(name, f"is not a medseg signature ({exc})", "re-sign the package") from exc
     if keys is None:
-        return f"signed by key {kid[:16]}... (not verified: no --trusted-keys given)"
+        return f"signed by key {kid[:16]}... (not verified: no --trusted_keys given)"
     if kid not in keys:
         raise SharingError(
             name, f"is signed by key {kid[:16]}..., which is not among the trusted keys", "add the sender's .pub"

@@ -2,7 +2,7 @@
 
 It is a :class:`medseg.bundle.BundleInputError` (a ``SystemExit``), so raised inside a bundle run (a handler or an
 expression of an override file) it passes MONAI's ``except Exception`` wrappers and ``python -m monai.bundle run``
-ends with exit status 1 and just the message; the ``medseg`` commands catch it and print it.
+ends with exit status 2 and just the message; the ``medseg`` commands catch it, print it and exit 2.
 """
 
 from __future__ import annotations

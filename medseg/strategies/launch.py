@@ -200,6 +200,7 @@ class CommandSetup:
     def __init__(self, args: Any, command: str) -> None:
         import time
 
+        from medseg.bundle.overrides import check_override_ids
         from medseg.bundle.paths import workspace
         from medseg.tracking import datalist_name, experiment_name
 
@@ -208,7 +209,9 @@ class CommandSetup:
         for name in self.strategies:
             strategy_file(name)
         self.overrides = base_overrides(self.bundle, args.dataset_dir)
-        self.overrides.update(parse_overrides(args.overrides))
+        extra = parse_overrides(args.overrides)
+        check_override_ids(config_files(self.bundle, self.strategies), extra, flag="--set {id}=...")
+        self.overrides.update(extra)
         if args.max_epochs is not None:
             self.overrides["max_epochs"] = args.max_epochs
         if args.seed is not None:

@@ -2,7 +2,7 @@
 
 Resolution order for the tracking URI (first that is set wins):
 
-1. an explicit value (a bundle override such as ``--tracking_uri URI``, or ``medseg compare --tracking-uri``);
+1. an explicit value (a bundle override such as ``--tracking_uri URI``, or ``medseg compare --tracking_uri``);
 2. the ``MLFLOW_TRACKING_URI`` environment variable;
 3. ``sqlite:///$MEDSEG_HOME/mlflow.db`` with ``MEDSEG_HOME`` defaulting to ``~/.medseg``.
 

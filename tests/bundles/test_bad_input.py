@@ -49,7 +49,7 @@ def test_label_beyond_classes_cli_last_line(phantom_data, tmp_path):
            "--dataset_dir", str(bad), "--output_dir", str(out), "--max_epochs", "1", "--num_workers", "0",
            "--spatial_size", "[32,32]"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(str(label)) and "label values 7 are outside 0..3" in last, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -103,3 +103,156 @@ def test_spatial_size_not_a_multiple_of_the_network_stride(phantom_data, tmp_pat
     with pytest.raises(BundleInputError, match=r"spatial_size \[40, 40\] must be multiples of 16 .*\[32, 32\]"):
         run_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
                      output_dir=str(tmp_path), **{**TINY, "spatial_size": [40, 40]})
+
+
+# ---------------------------------------------------------------- command line, config files and settings
+
+
+def _monai_run(bundle: str, names: tuple[str, ...], **overrides):
+    """``python -m monai.bundle run`` in this process (the path where medseg's initialize checks see overrides)."""
+    from monai.bundle import run
+
+    files = config_files(bundle, *names)
+    run(config_file=files, meta_file=str(REPO_ROOT / "bundles" / bundle / "configs" / "metadata.json"),
+        logging_file=False, **overrides)
+
+
+def test_unknown_override_id_names_the_closest(phantom_data, tmp_path):
+    with pytest.raises(BundleInputError, match=r"--max_epoch: .*no id 'max_epoch'.*did you mean max_epochs\?") as err:
+        _monai_run("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                   output_dir=str(tmp_path / "out"), max_epoch=1)
+    assert err.value.code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_without_its_override_file_says_how(phantom_data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"the interrupted run's best model")
+    with pytest.raises(BundleInputError, match=r"--resume: .*strategies/resume\.json: add it, --config_file"):
+        _monai_run("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")), output_dir=str(out),
+                   resume=True)
+    assert (out / "model.pt").read_bytes() == b"the interrupted run's best model"
+
+
+def test_new_argument_of_a_component_is_accepted():
+    from monai.bundle import ConfigParser
+
+    from medseg.bundle.overrides import is_known
+
+    parser = ConfigParser()
+    parser.read_config(config_files("cardiac_unet", "train"))
+    assert is_known(parser, "optimizer#betas") and is_known(parser, "max_epochs")
+    assert not is_known(parser, "max_epoch") and not is_known(parser, "network#no_such")
+
+
+@pytest.mark.parametrize("setting", [{"max_epochs": 0}, {"batch_size": -2}, {"val_interval": 1.5},
+                                     {"learning_rate": -0.1}, {"learning_rate": float("nan")}])
+def test_settings_out_of_range_stop_before_any_work(phantom_data, tmp_path, setting):
+    name = next(iter(setting))
+    with pytest.raises(BundleInputError, match=f"--{name} .*must be a (positive|number of at least 0)"):
+        make_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                      output_dir=str(tmp_path / "out"), **{**TINY, **setting})
+    assert not (tmp_path / "out").exists()
+
+
+def test_datalist_file_missing_from_disk(phantom_data, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(phantom_data("cardiac-png"), bad)
+    datalist = json.loads((bad / "datalist.json").read_text())
+    gone = bad / datalist["training"][0]["image"]
+    gone.unlink()
+    with pytest.raises(BundleInputError, match=rf"datalist.json: its 'training' section lists {gone}, not on disk"):
+        run_workflow("cardiac_unet", ("train",), dataset_dir=str(bad), output_dir=str(tmp_path / "out"), **TINY)
+
+
+def test_config_file_problems_name_the_file(tmp_path):
+    from medseg.bundle import check_config_files
+
+    with pytest.raises(BundleInputError, match=r"--config_file .*nope.json: no such file"):
+        check_config_files(str(tmp_path / "nope.json"))
+    broken = tmp_path / "train.json"
+    broken.write_text('{"max_epochs": 5,}')
+    with pytest.raises(BundleInputError, match=rf"{broken}: not a valid config file \(.*line 1 column"):
+        check_config_files([str(broken)])
+    evaluate = config_files("cardiac_unet", "evaluate")[0]
+    with pytest.raises(BundleInputError, match=r"evaluate.json: an override file, not a whole config.*train.json"):
+        check_config_files(evaluate)
+    both = config_files("cardiac_unet", "train", "evaluate")
+    assert check_config_files(str(both)) == both  # MONAI's "['a','b']" text
+
+
+def test_medseg_run_cli_one_line_exit_2(tmp_path, capsys):
+    from medseg.cli import main
+
+    evaluate = config_files("cardiac_unet", "evaluate")[0]
+    assert main(["run", "--config_file", evaluate, "--dataset_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "an override file, not a whole config" in err[0]
+
+
+def test_monai_cli_unknown_override_last_line(phantom_data, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_files("cardiac_unet", "train")[0],
+           "--dataset_dir", str(phantom_data("cardiac-png")), "--output_dir", str(out), "--max_epoch", "1"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("--max_epoch: the bundle's config has no id 'max_epoch'")
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+# ---------------------------------------------------------------- Ctrl-C and checkpoints
+
+
+def test_ctrl_c_in_training_is_one_line_and_keeps_outputs(phantom_data, tmp_path):
+    from ignite.engine import Events
+
+    from medseg.bundle import Interrupted
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"an earlier best model")
+    workflow = make_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                             output_dir=str(out), **TINY)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+
+    def press_ctrl_c(engine):
+        raise KeyboardInterrupt
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), press_ctrl_c)
+    with pytest.raises(Interrupted) as stop:
+        workflow.run()
+    assert isinstance(stop.value, KeyboardInterrupt) and "interrupted (Ctrl-C)" in stop.value.message
+    assert stop.value.code == 130
+    assert (out / "model.pt").read_bytes() == b"an earlier best model"
+    assert not (out / "model_final.pt").exists()
+    from mlflow import MlflowClient
+
+    from medseg.tracking import resolve_tracking_uri
+
+    client = MlflowClient(resolve_tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    latest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
+    assert latest[0].info.status == "KILLED"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this checkpoint runs code when loaded",))
+
+
+@pytest.mark.parametrize("content", ["garbage", "malicious"])
+def test_unreadable_or_malicious_checkpoint(phantom_data, tmp_path, content):
+    import torch
+
+    ckpt = tmp_path / "model.pt"
+    if content == "garbage":
+        ckpt.write_bytes(b"\x00not a checkpoint" * 10)
+    else:
+        torch.save({"model": _RunsCode()}, ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(BundleInputError, match=rf"{ckpt}"):
+        run_workflow("cardiac_unet", ("train", "evaluate"), "infer", dataset_dir=str(phantom_data("cardiac-png")),
+                     output_dir=str(tmp_path / "eval"), ckpt_path=str(ckpt), **TINY)
+    assert ckpt.read_bytes() == before
+    assert not (tmp_path / "eval" / "metrics.csv").exists()

@@ -50,5 +50,6 @@ def test_torchrun_two_processes_on_cpu(phantom_data, tmp_path):
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.pt").is_file() and (out / "model_final.pt").is_file()
-    # only rank 0 logs the epoch's metrics
-    assert (proc.stdout + proc.stderr).count("Key metric: val_mean_dice best value") == 1
+    # only rank 0 logs the epoch's line and the closing summary
+    printed = proc.stdout + proc.stderr
+    assert printed.count("epoch 1/1  loss") == 1 and printed.count("training finished: 1 epoch(s)") == 1, printed

@@ -210,15 +210,15 @@ def test_bad_input_exit_2_one_line_no_output_source_unchanged(raws, tmp_path, ca
 
 
 OPTION_CASES = [
-    (["--val-ratio", "1.5"], "--val-ratio"),
-    (["--test-ratio", "-0.5"], "--test-ratio"),
-    (["--val-ratio", "0.6", "--test-ratio", "0.4"], "--val-ratio"),
-    (["--val-ratio", "nan"], "--val-ratio"),
+    (["--val-ratio", "1.5"], "--val_ratio"),
+    (["--test-ratio", "-0.5"], "--test_ratio"),
+    (["--val_ratio", "0.6", "--test-ratio", "0.4"], "--val_ratio"),
+    (["--val-ratio", "nan"], "--val_ratio"),
     (["--folds", "-2"], "--folds"),
     (["--folds", "1"], "--folds"),
     (["--folds", "50"], "--folds"),
-    (["--max-size", "-5"], "--max-size"),
-    (["--max-size", "0"], "--max-size"),
+    (["--max-size", "-5"], "--max_size"),
+    (["--max-size", "0"], "--max_size"),
     (["--workers", "0"], "--workers"),
     (["--seed", "-1"], "--seed"),
     (["--folds", "three"], "--folds"),

@@ -111,7 +111,7 @@ def test_a_ct_series_is_refused_by_the_mri_converter_unless_allowed(identified_s
     capsys.readouterr()
     assert main(["sunnybrook", "--src", str(src), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Modality is CT" in err and "--allow-modality" in err and not out.exists()
+    assert err.count("\n") == 1 and "Modality is CT" in err and "--allow_modality" in err and not out.exists()
     assert not [v for v in _variants(identified_src[1]) if v.decode() in err], err
     assert main(["sunnybrook", "--src", str(src), "--out", str(out), "--allow-modality", "--folds", "2"]) == 0
 

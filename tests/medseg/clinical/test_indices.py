@@ -155,7 +155,7 @@ def test_unannotated_and_unknown_thickness():
     assert "ED: RV not annotated in slices [0, 1, 2, 3, 4]; its ED volume left out" in result.notes
     result = patient_indices(_stack("ED", thickness=None) + _stack("ES"))[0]
     assert not any(k.endswith(("EDV", "EF", "mass")) for k in result.values)
-    assert "slice spacing unknown" in result.notes[0] and "--slice-thickness" in result.notes[0]
+    assert "slice spacing unknown" in result.notes[0] and "--slice_thickness" in result.notes[0]
 
 
 def test_labels_from_names():
@@ -240,7 +240,7 @@ def test_evaluate_reports_clinical_indices(acdc_eval, tmp_path, capsys):
     datalist_path, pred, datalist = acdc_eval
     report = tmp_path / "report"
     code = main(["evaluate", "--pred", str(pred), "--gt", str(datalist_path), "--out", str(report),
-                 "--section", "testing", "--surface-distances", "no", "--examples", "0"])
+                 "--section", "testing", "--surface_distances", "no", "--examples", "0"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "clinical MAE: LV_EF" in printed and "clinical indices of 5 patients" in printed
@@ -280,7 +280,7 @@ def test_evaluate_leaves_out_what_it_cannot_measure(acdc_eval, tmp_path, capsys)
             (partial / path.name).symlink_to(path)
     report = tmp_path / "report"
     code = main(["evaluate", "--pred", str(partial), "--gt", str(edited), "--out", str(report), "--section",
-                 "testing", "--surface-distances", "no", "--examples", "0", "--allow-missing"])
+                 "testing", "--surface_distances", "no", "--examples", "0", "--allow_missing"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "clinical: patient patient003 (predicted) no ES frame: the indices that need it are left out" in printed

@@ -295,7 +295,7 @@ def test_extraction_limits_are_configurable(rgb_package, images, tmp_path, capsy
     code, _, err = _cli(["check-bundle", str(zip_path), "--max-files", "3"], capsys)
     assert code == 1 and "more than the limit 3" in err
     code, _, err = _cli(["check-bundle", str(zip_path), "--max-total-mb", "0.01"], capsys)
-    assert code == 1 and "more than the limit" in err and "--max-total-mb" in err
+    assert code == 1 and "more than the limit" in err and "--max_total_mb" in err
     assert _cli(["check-bundle", str(zip_path)], capsys)[0] == 0
 
 

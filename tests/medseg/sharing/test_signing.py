@@ -64,7 +64,7 @@ def test_predict_require_signed_needs_trusted_keys(rgb_package, tmp_path, capsys
     write_rgb_images(tmp_path / "in")
     args = ["predict", "--bundle", str(rgb_package), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")]
     assert cli.main([*args, "--require-signed"]) == 1
-    assert "--require-signed: needs --trusted-keys DIR" in capsys.readouterr().err
+    assert "--require_signed: needs --trusted_keys DIR" in capsys.readouterr().err
     new_keys(tmp_path / "keys")
     assert cli.main([*args, "--require-signed", "--trusted-keys", str(tmp_path / "keys")]) == 1
     err = capsys.readouterr().err

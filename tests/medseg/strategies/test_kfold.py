@@ -32,6 +32,6 @@ def test_one_model_per_fold_and_an_ensemble(unet_bundle, client, tmp_path, capsy
 
 def test_fold_the_datalist_lacks(unet_bundle, tmp_path, capsys):
     out = tmp_path / "kfold"
-    assert run_command("kfold", ["--bundle", str(unet_bundle), "--folds", "0", "7", "--out", str(out)]) == 1
+    assert run_command("kfold", ["--bundle", str(unet_bundle), "--folds", "0", "7", "--out", str(out)]) == 2
     assert "has no fold [7] (its folds: [0, 1, 2])" in capsys.readouterr().err
     assert not out.exists()

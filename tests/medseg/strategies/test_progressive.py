@@ -36,5 +36,5 @@ def test_stage_two_starts_from_stage_one(unet_bundle, client, tmp_path, monkeypa
 
 @pytest.mark.parametrize("sizes", [["64"], ["64", "32"]])
 def test_bad_sizes(unet_bundle, tmp_path, capsys, sizes):
-    assert run_command("progressive", ["--bundle", str(unet_bundle), "--sizes", *sizes, "--out", str(tmp_path)]) == 1
+    assert run_command("progressive", ["--bundle", str(unet_bundle), "--sizes", *sizes, "--out", str(tmp_path)]) == 2
     assert "--sizes" in capsys.readouterr().err

@@ -39,10 +39,11 @@ def test_two_by_two_sweep(unet_bundle, client, tmp_path, capsys):
         (["--grid", "loss=[dice,hinge]"], "unknown loss ['hinge']"),
         (["--grid", "strategy=[onecycle,warp]"], "unknown strategy 'warp'"),
         (["--grid", "lr=[1e-3]", "--strategy", "warp"], "unknown strategy 'warp'"),
+        (["--grid", "lr=[1e-3]", "--set", "max_epoch=1"], "--set max_epoch=...: the bundle's config has no id"),
     ],
 )
 def test_bad_grid_stops_before_any_run(unet_bundle, client, tmp_path, capsys, argv, message):
     before = len(runs_of(client))
-    assert run_command("sweep", ["--bundle", str(unet_bundle), *argv, "--out", str(tmp_path / "s")]) == 1
+    assert run_command("sweep", ["--bundle", str(unet_bundle), *argv, "--out", str(tmp_path / "s")]) == 2
     assert message in capsys.readouterr().err
     assert len(runs_of(client)) == before and not (tmp_path / "s").exists()

@@ -243,6 +243,7 @@ def describe_plan(plan: dict[str, Any]) -> list[str]:
 def write_plan(plan: dict[str, Any], path: str | Path) -> Path:
     """Write ``plan`` as JSON to ``path`` atomically (a temporary file renamed into place)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(json.dumps(plan, indent=4) + "\n")
     tmp.replace(path)

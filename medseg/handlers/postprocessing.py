@@ -17,37 +17,32 @@ logger = logging.getLogger(__name__)
 
 
 class ChoosePostprocessing:
-    """Attach to a training run's evaluator; at the end of training write ``<output_dir>/postprocessing.json``.
+    """Attach to a training run's evaluator; keep ``<output_dir>/postprocessing.json`` in step with ``model.pt``.
 
     Each validation epoch keeps the predicted and true label maps (``uint8``, argmax of the evaluator's one-hot
-    ``pred`` and ``label``); when the key metric improves, they become the best epoch's, i.e. those of the checkpoint
-    ``model.pt``. When the trainer completes, :func:`medseg.postprocessing.choose_postprocessing` decides per
-    foreground class whether keep-largest-component and hole filling raise the scores, and the decision is written
-    beside the checkpoint, where evaluation and inference pick it up
-    (:func:`medseg.postprocessing.decision_beside`).
+    ``pred`` and ``label``). When the key metric improves (the epoch whose weights ``CheckpointSaver`` writes as
+    ``model.pt``), :func:`medseg.postprocessing.choose_postprocessing` decides per foreground class whether
+    keep-largest-component and hole filling raise the scores, and the decision is written beside the checkpoint,
+    where evaluation and inference pick it up (:func:`medseg.postprocessing.decision_beside`).
 
     Args:
         output_dir: the run's output folder (where ``model.pt`` is).
         num_classes: label values, background included.
         metrics: scores that must not drop (``"dice"``, ``"thresholded_jaccard"``).
-        trainer: the trainer whose completion triggers the choice.
     """
 
-    def __init__(self, output_dir: str, num_classes: int, trainer: Any, metrics: Sequence[str] = ("dice",)) -> None:
+    def __init__(self, output_dir: str, num_classes: int, metrics: Sequence[str] = ("dice",)) -> None:
         self.output_dir = Path(output_dir)
         self.num_classes = int(num_classes)
         self.metrics = tuple(metrics)
-        self.trainer = trainer
         self._epoch: list[tuple[np.ndarray, np.ndarray]] = []
-        self._best: list[tuple[np.ndarray, np.ndarray]] = []
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events
 
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self._epoch.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._keep_if_best)
-        self.trainer.add_event_handler(Events.COMPLETED, self._choose)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._choose_if_best)
 
     @staticmethod
     def _index_map(value: Any) -> np.ndarray:
@@ -59,19 +54,17 @@ class ChoosePostprocessing:
         for item in output if isinstance(output, (list, tuple)) else [output]:
             self._epoch.append((self._index_map(item["pred"]), self._index_map(item["label"])))
 
-    def _keep_if_best(self, engine: Engine) -> None:
-        if getattr(engine.state, "best_metric_epoch", -1) == self.trainer.state.epoch or not self._best:
-            self._best = list(self._epoch)
-
-    def _choose(self, trainer: Engine) -> None:
+    def _choose_if_best(self, engine: Engine) -> None:
         from medseg.postprocessing import DECISION_FILE, choose_postprocessing
 
-        if not self._best:
+        if getattr(engine.state, "best_metric_epoch", -1) != engine.state.epoch or not self._epoch:
             return
-        preds, labels = zip(*self._best, strict=True)
+        preds, labels = zip(*self._epoch, strict=True)
         decision = choose_postprocessing(list(preds), list(labels), self.num_classes, metrics=self.metrics)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / DECISION_FILE
-        path.write_text(json.dumps(decision, indent=2) + "\n")
+        tmp = path.with_name(f".{path.name}.partial")
+        tmp.write_text(json.dumps(decision, indent=2) + "\n")
+        tmp.replace(path)
         kept = {c: [op for op, on in ops.items() if on] for c, ops in decision["classes"].items()}
-        logger.info("post-processing chosen on %d validation cases: %s (%s)", len(preds), kept or "none", path)
+        logger.debug("post-processing chosen on %d validation cases: %s (%s)", len(preds), kept, path)

@@ -26,18 +26,15 @@ def case(spurious: bool) -> dict:
 
 
 def test_decision_comes_from_the_best_epoch_and_lands_beside_the_checkpoint(tmp_path):
-    trainer = Engine(lambda engine, batch: None)
-    # epoch 1 (the best) predicts specks; epoch 2 (worse, not saved as model.pt) predicts clean maps
-    evaluator = Engine(lambda engine, batch: [case(spurious=trainer.state.epoch == 1)])
-    handler = ChoosePostprocessing(str(tmp_path), num_classes=2, trainer=trainer, metrics=["dice"])
-    handler.attach(evaluator)
+    # epoch 1 (the best, saved as model.pt) predicts specks; epoch 2 (worse) predicts clean maps
+    evaluator = Engine(lambda engine, batch: [case(spurious=engine.state.epoch == 1)])
 
-    @trainer.on(Events.EPOCH_COMPLETED)
-    def validate(engine):
-        evaluator.run([0, 1])
-        evaluator.state.best_metric_epoch = 1  # what MONAI's evaluator records: epoch 1 stays the best
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def key_metric(engine):  # what MONAI's evaluator records before other handlers: epoch 1 stays the best
+        engine.state.best_metric_epoch = 1
 
-    trainer.run([0], max_epochs=2)
+    ChoosePostprocessing(str(tmp_path), num_classes=2, metrics=["dice"]).attach(evaluator)
+    evaluator.run([0, 1], max_epochs=2)
     decision_file = decision_beside(tmp_path / "model.pt")
     assert decision_file == str(tmp_path / "postprocessing.json")
     decision = json.loads((tmp_path / "postprocessing.json").read_text())

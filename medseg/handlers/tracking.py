@@ -229,6 +229,19 @@ class MLflowTracking:
             self._system = SystemMetrics(self.system_metrics_interval)
             self._system.start(self.recorder.run_id, self.recorder.tracking_uri)
 
+    def resumed(self, epoch: int) -> None:
+        """The trainer continues a stopped run at ``epoch`` (``medseg.strategies.resume``): mark it and take the
+        curves logged before the stop into the learning curve."""
+        if self.recorder is None or not self.recorder.is_open:
+            return
+        try:
+            self.recorder.log_tags({"medseg.resumed_at_epoch": epoch})
+            for key, points in self.recorder.history().items():
+                for step, value in points:
+                    self.history[key].setdefault(step, value)
+        except Exception as error:  # tracking never stops training
+            logger.warning("MLflow: could not read back run %s (%s)", self.run_name, error)
+
     def _store_switched(self, uri: str) -> None:
         if self._system is not None:
             self._system.stop()  # restarted on the new store at the next epoch (see _train_epoch_completed)

@@ -63,6 +63,9 @@ def executed_config(source: Any = None) -> dict:
     if isinstance(source, dict):
         return copy.deepcopy(source)
     if isinstance(source, (str, Path)) and str(source):
+        literal = MONAI_LITERAL_PATH.match(str(source))
+        if literal and not Path(source).exists():  # see MONAI_LITERAL_PATH
+            source = Path(literal.group(1)) / literal.group(2)
         try:
             loaded = json.loads(Path(source).read_text())
         except (OSError, ValueError) as error:
@@ -73,6 +76,11 @@ def executed_config(source: Any = None) -> dict:
         return loaded if isinstance(loaded, dict) else {}
     return {}
 
+
+# MONAI (patch_bundle_tracking) sets save_execute_config to ``output_dir + " + '/config_<time>.json'"``: an
+# expression when output_dir is one, but a plain string "DIR + '/config_<time>.json'" when output_dir is given as a
+# path (``--output_dir DIR``); the file itself is written to DIR/config_<time>.json
+MONAI_LITERAL_PATH = re.compile(r"^(.*) \+ '/(config_\d{8}_\d{6}\.json)'$")
 
 MISSING_CONFIG_WARNING = (
     "MLflow: this run has no executed config (MONAI writes one with --tracking; medseg's commands always ask for "

@@ -18,8 +18,10 @@ reads.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,16 @@ def log_network(
     from medseg.tracking.store import fluent_tracking_uri
 
     try:
-        with fluent_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        active = mlflow.active_run()
+        if (
+            active is not None
+            and active.info.run_id == run_id
+            and os.environ.get("MLFLOW_TRACKING_URI") == tracking_uri
+        ):
+            run_context = contextlib.nullcontext()  # a child run that its parent (medseg.tracking.nested) holds open
+        else:
+            run_context = mlflow.start_run(run_id=run_id, nested=active is not None, log_system_metrics=False)
+        with fluent_tracking_uri(tracking_uri), run_context:
             info = mlflow.pytorch.log_model(
                 model,
                 name=MODEL_NAME,

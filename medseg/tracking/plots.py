@@ -109,7 +109,7 @@ def compare_curves_png(
         the written path.
     """
     plt = _pyplot()
-    width = 4.6 * len(metric_keys) + 3.4  # room for the legend on the right
+    width = 4.6 * len(metric_keys) + 2.6  # room for the legend on the right
     fig, axes = plt.subplots(1, len(metric_keys), figsize=(width, 3.8), squeeze=False)
     for ax, key in zip(axes[0], metric_keys, strict=True):
         for label, metrics in curves.items():
@@ -117,10 +117,11 @@ def compare_curves_png(
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
         ax.set(xlabel="epoch", ylabel=key, title=key)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:  # outside the axes, so no curve is hidden behind it
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0 - 3.3 / width, 0.5), fontsize="x-small")
-        fig.tight_layout(rect=(0, 0, 1.0 - 3.4 / width, 1))
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0 - 2.5 / width, 0.5), fontsize="x-small")
+        fig.tight_layout(rect=(0, 0, 1.0 - 2.6 / width, 1))
     return _save(fig, out, layout=not handles)
 
 

@@ -31,7 +31,7 @@ def test_cardiac_unet_run_lands_in_mlflow_once(phantom_data, tmp_path):
     assert params["dataset"] == "cardiac-png" and params["network.out_channels"] == "4"
     assert run.data.tags["medseg.stop_reason"] == "max_epochs"
     assert len(run.data.tags["medseg.datalist_sha256"]) == 64
-    for metric in ("train_loss", "val_loss", "val_mean_dice", "val_dice_left_ventricle", "lr", "epoch_time"):
+    for metric in ("train/loss", "val/loss", "val/mean_dice", "val/dice_left_ventricle", "train/lr", "train/epoch_time"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == [1, 2], metric
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -34,6 +34,6 @@ def check_spatial_size(spatial_size: Sequence[int], network: Any, name: str = "s
         upper = [(int(s) + k - 1) // k * k for s in spatial_size]
         raise BundleInputError(
             f"{name} {list(spatial_size)} must be multiples of {k} for this {type(network).__name__}; "
-            f'use e.g. --{name} "{lower}" or "{upper}"'
+            f"use e.g. --{name} \"{lower}\" or \"{upper}\""
         )
     return list(spatial_size)

@@ -27,7 +27,9 @@ def class_weights_from_stats(stats_path: str | Path, num_classes: int, split: st
     """
     path = Path(stats_path)
     if not path.is_file():
-        raise BundleInputError(f"{path}: stats.json not found; python -m data_prep writes it beside datalist.json")
+        raise BundleInputError(
+            f"{path}: stats.json not found; python -m data_prep writes it beside datalist.json"
+        )
     try:
         fraction = json.loads(path.read_text())["class_frequency"][split]["fraction"]
     except (KeyError, TypeError, json.JSONDecodeError) as exc:

@@ -33,20 +33,8 @@ def agreement(predicted: Sequence[PatientIndices], expert: Sequence[PatientIndic
         ]
         row: dict[str, object] = {"n": len(pairs), "unit": unit(index)}
         if not pairs:
-            row.update(
-                dict.fromkeys(
-                    (
-                        "mean_difference",
-                        "sd_difference",
-                        "loa_lower",
-                        "loa_upper",
-                        "pearson_r",
-                        "mae",
-                        "expert_mean",
-                        "predicted_mean",
-                    )
-                )
-            )
+            row.update(dict.fromkeys(("mean_difference", "sd_difference", "loa_lower", "loa_upper", "pearson_r",
+                                      "mae", "expert_mean", "predicted_mean")))
             table[index] = row
             continue
         pred, ref = np.array(pairs, dtype=np.float64).T
@@ -106,7 +94,7 @@ def bland_altman_figure(
         ax.set_xlabel("mean of predicted and expert", fontsize=8)
         ax.set_ylabel("predicted - expert", fontsize=8)
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(shown) :]:
+    for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     fig.suptitle("Bland-Altman: predicted vs expert (dashed: bias ± 1.96 SD)", fontsize=10)
     fig.tight_layout()

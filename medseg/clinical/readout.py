@@ -58,11 +58,8 @@ class ClinicalReadout:
                 p.patient: {
                     "predicted": p.values,
                     "predicted_notes": p.notes,
-                    **(
-                        {"expert": expert[p.patient].values, "expert_notes": expert[p.patient].notes}
-                        if p.patient in expert
-                        else {}
-                    ),
+                    **({"expert": expert[p.patient].values, "expert_notes": expert[p.patient].notes}
+                       if p.patient in expert else {}),
                 }
                 for p in self.predicted
             },
@@ -72,13 +69,8 @@ class ClinicalReadout:
     def metrics(self) -> dict[str, float]:
         """Flat numbers for MLflow: ``clinical_<index>_<mae|bias|loa_lower|loa_upper|r>`` where defined."""
         out: dict[str, float] = {}
-        names = {
-            "mae": "mae",
-            "mean_difference": "bias",
-            "loa_lower": "loa_lower",
-            "loa_upper": "loa_upper",
-            "pearson_r": "r",
-        }
+        names = {"mae": "mae", "mean_difference": "bias", "loa_lower": "loa_lower", "loa_upper": "loa_upper",
+                 "pearson_r": "r"}
         for index, row in (self.table or {}).items():
             for key, short in names.items():
                 if row.get(key) is not None:

@@ -20,10 +20,8 @@ DEMO_DATASETS = {"isic": ("isic", 40), "cardiac-png": ("cardiac-png", 60)}
 # bundle -> (phantom kind, config overrides that keep the demo within a few CPU minutes)
 DEMO_BUNDLES = {
     "isic_unet": ("isic", {"spatial_size": [64, 64], "batch_size": 8, "max_epochs": 6, "learning_rate": 3e-3}),
-    "cardiac_unet": (
-        "cardiac-png",
-        {"spatial_size": [64, 64], "batch_size": 8, "max_epochs": 12, "learning_rate": 3e-3},
-    ),
+    "cardiac_unet": ("cardiac-png", {"spatial_size": [64, 64], "batch_size": 8, "max_epochs": 12,
+                                     "learning_rate": 3e-3}),
 }
 N_PREDICT = 3
 
@@ -31,12 +29,8 @@ N_PREDICT = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="folder for everything the demo writes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="training epochs per bundle (default: 6 for isic_unet, 12 for cardiac_unet)",
-    )
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs per bundle (default: 6 for isic_unet, 12 for cardiac_unet)")
 
 
 def prepare(out: Path, seed: int) -> dict[str, Path]:
@@ -70,9 +64,8 @@ def _workflow(bundle: str, names: tuple[str, ...], workflow_type: str, **overrid
     from monai.bundle import ConfigWorkflow
 
     files = _configs(bundle, *names)
-    workflow = ConfigWorkflow(
-        config_file=files if len(files) > 1 else files[0], workflow_type=workflow_type, **override
-    )
+    workflow = ConfigWorkflow(config_file=files if len(files) > 1 else files[0], workflow_type=workflow_type,
+                              **override)
     workflow.initialize()
     # the bundle's logging.conf sets INFO on the root logger: the demo prints its own summary instead
     logging.getLogger().setLevel(logging.WARNING)
@@ -92,12 +85,8 @@ def run_bundle(bundle: str, dataset: Path, out: Path, overrides: dict) -> dict:
     images = out / "inference_input" / bundle
     for folder in (models, evals, preds, images):
         shutil.rmtree(folder, ignore_errors=True)
-    common = {
-        "dataset_dir": str(dataset),
-        "num_workers": 0,
-        "spatial_size": overrides["spatial_size"],
-        "tracking_uri": tracking_uri(out),
-    }
+    common = {"dataset_dir": str(dataset), "num_workers": 0, "spatial_size": overrides["spatial_size"],
+              "tracking_uri": tracking_uri(out)}
 
     train = _workflow(bundle, ("train",), "train", output_dir=str(models), **{**common, **overrides})
     dice: list[float] = []
@@ -106,10 +95,8 @@ def run_bundle(bundle: str, dataset: Path, out: Path, overrides: dict) -> dict:
     started = time.perf_counter()
     train.run()
     train.finalize()
-    print(
-        f"  trained {len(dice)} epochs in {time.perf_counter() - started:.0f}s; validation Dice by epoch: "
-        + ", ".join(f"{d:.3f}" for d in dice)
-    )
+    print(f"  trained {len(dice)} epochs in {time.perf_counter() - started:.0f}s; validation Dice by epoch: "
+          + ", ".join(f"{d:.3f}" for d in dice))
 
     ckpt = models / "model.pt"
     evaluate = _workflow(bundle, ("train", "evaluate"), "infer", output_dir=str(evals), ckpt_path=str(ckpt), **common)
@@ -120,24 +107,12 @@ def run_bundle(bundle: str, dataset: Path, out: Path, overrides: dict) -> dict:
     images.mkdir(parents=True)
     for item in (datalist["testing"] or datalist["validation"])[:N_PREDICT]:
         shutil.copy(dataset / item["image"], images)
-    infer = _workflow(
-        bundle,
-        ("inference",),
-        "infer",
-        dataset_dir=str(images),
-        output_dir=str(preds),
-        ckpt_path=str(ckpt),
-        spatial_size=overrides["spatial_size"],
-    )
+    infer = _workflow(bundle, ("inference",), "infer", dataset_dir=str(images), output_dir=str(preds),
+                      ckpt_path=str(ckpt), spatial_size=overrides["spatial_size"])
     infer.run()
     infer.finalize()
-    return {
-        "checkpoint": ckpt,
-        "metrics": evals / "metrics.csv",
-        "masks": preds,
-        "best_dice": max(dice),
-        "first_dice": dice[0],
-    }
+    return {"checkpoint": ckpt, "metrics": evals / "metrics.csv", "masks": preds, "best_dice": max(dice),
+            "first_dice": dice[0]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,10 +129,8 @@ def run(args: argparse.Namespace) -> int:
         overrides = dict(overrides)
         if args.epochs:
             overrides["max_epochs"] = args.epochs
-        print(
-            f"{bundle}: training on {folders[kind]} ({overrides['max_epochs']} epochs, "
-            f"{overrides['spatial_size'][0]}x{overrides['spatial_size'][1]})"
-        )
+        print(f"{bundle}: training on {folders[kind]} ({overrides['max_epochs']} epochs, "
+              f"{overrides['spatial_size'][0]}x{overrides['spatial_size'][1]})")
         results[bundle] = run_bundle(bundle, folders[kind], out, overrides)
 
     print("\nresults")
@@ -166,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    checkpoint  {r['checkpoint']}")
         print(f"    metrics     {r['metrics']}")
         print(f"    masks       {r['masks']}/")
-    print(
-        f"  MLflow runs: mlflow ui --backend-store-uri {tracking_uri(out)}   or   "
-        f"medseg compare --tracking-uri {tracking_uri(out)} --experiment isic_unet/isic"
-    )
+    print(f"  MLflow runs: mlflow ui --backend-store-uri {tracking_uri(out)}   or   "
+          f"medseg compare --tracking-uri {tracking_uri(out)} --experiment isic_unet/isic")
     print(f"demo finished in {time.perf_counter() - started:.0f}s; everything is under {out}")
     return 0

@@ -43,9 +43,7 @@ class TimeBudget:
         if self.started is not None and time.monotonic() - self.started > self.seconds:
             logger.info(
                 "time budget of %.0fs spent at epoch %d, iteration %d: training stops",
-                self.seconds,
-                engine.state.epoch,
-                engine.state.iteration,
+                self.seconds, engine.state.epoch, engine.state.iteration,
             )
             engine.state.stop_reason = "time budget"
             engine.terminate()

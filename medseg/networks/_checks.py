@@ -16,15 +16,7 @@ def check_divisible(x: torch.Tensor, divisor: int, network: str) -> None:
     height, width = x.shape[-2], x.shape[-1]
     if height % divisor != 0 or width % divisor != 0:
         raise ValueError(
-            network
-            + " needs height and width that are multiples of "
-            + str(divisor)
-            + ", got "
-            + str(height)
-            + "x"
-            + str(width)
-            + "; pad with DivisiblePadd(k="
-            + str(divisor)
-            + ") or set spatial_size to multiples of "
-            + str(divisor)
+            network + " needs height and width that are multiples of " + str(divisor) + ", got "
+            + str(height) + "x" + str(width) + "; pad with DivisiblePadd(k=" + str(divisor)
+            + ") or set spatial_size to multiples of " + str(divisor)
         )

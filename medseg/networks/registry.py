@@ -45,38 +45,23 @@ NETWORKS: dict[str, RegisteredNetwork] = {
     for n in (
         RegisteredNetwork("unet", "UNet", None, "cardiac", "MONAI UNet as the bundle configures it (the baseline)"),
         RegisteredNetwork(
-            "unet3plus",
-            "medseg.networks.UNet3Plus",
-            "cardiac_unet3plus.json",
-            "cardiac",
+            "unet3plus", "medseg.networks.UNet3Plus", "cardiac_unet3plus.json", "cardiac",
             "UNet 3+ with full-scale skips and deep supervision (Huang et al. 2020)",
         ),
         RegisteredNetwork(
-            "deeplabv3",
-            "medseg.networks.DeepLabV3",
-            "cardiac_deeplabv3.json",
-            "cardiac",
+            "deeplabv3", "medseg.networks.DeepLabV3", "cardiac_deeplabv3.json", "cardiac",
             "DeepLabV3, ResNet18 backbone, output stride 8 (torchvision's model and head)",
         ),
         RegisteredNetwork(
-            "deeplabv3plus",
-            "medseg.networks.DeepLabV3Plus",
-            "cardiac_deeplabv3plus.json",
-            "cardiac",
+            "deeplabv3plus", "medseg.networks.DeepLabV3Plus", "cardiac_deeplabv3plus.json", "cardiac",
             "DeepLabV3+, ResNet18 backbone, output stride 16",
         ),
         RegisteredNetwork(
-            "coursework_unet",
-            "medseg.networks.CourseworkUNet",
-            "cardiac_coursework_unet.json",
-            "cardiac",
+            "coursework_unet", "medseg.networks.CourseworkUNet", "cardiac_coursework_unet.json", "cardiac",
             "the coursework's 3-stage U-Net (LeakyReLU, dropout after pooling, 1x1 output)",
         ),
         RegisteredNetwork(
-            "fpn",
-            "medseg.networks.FPN",
-            "isic_fpn.json",
-            "isic",
+            "fpn", "medseg.networks.FPN", "isic_fpn.json", "isic",
             "FPN head on the tv_resnet34 encoder with the published dermoscopy recipe",
         ),
     )

@@ -203,31 +203,14 @@ def _clinical_tables(clinical: dict) -> list[tuple[str, list[str], list[list[str
 
     tables = []
     if clinical["agreement"]:
-        header = [
-            "index",
-            "patients",
-            "expert mean",
-            "predicted mean",
-            "bias (pred - expert)",
-            "95% limits",
-            "Pearson r",
-            "MAE",
-        ]
+        header = ["index", "patients", "expert mean", "predicted mean", "bias (pred - expert)", "95% limits",
+                  "Pearson r", "MAE"]
         rows = []
         for index, row in clinical["agreement"].items():
             limits = "–" if row["loa_lower"] is None else f"{row['loa_lower']:.2f} to {row['loa_upper']:.2f}"
-            rows.append(
-                [
-                    f"{index} ({row['unit']})",
-                    str(row["n"]),
-                    _fmt(row["expert_mean"], 2),
-                    _fmt(row["predicted_mean"], 2),
-                    _fmt(row["mean_difference"], 2),
-                    limits,
-                    _fmt(row["pearson_r"], 3),
-                    _fmt(row["mae"], 2),
-                ]
-            )
+            rows.append([f"{index} ({row['unit']})", str(row["n"]), _fmt(row["expert_mean"], 2),
+                         _fmt(row["predicted_mean"], 2), _fmt(row["mean_difference"], 2), limits,
+                         _fmt(row["pearson_r"], 3), _fmt(row["mae"], 2)])
         tables.append(("Clinical indices: agreement with the expert", header, rows))
     header = ["patient", "source", *[f"{i} ({unit(i)})" for i in INDICES], "left out because"]
     rows = []

@@ -53,7 +53,8 @@ class MLflowTracking:
         log_model: log the best checkpoint's network as an MLflow model at the end of training.
         register_model_name: register that model under this name in the Model Registry (a new version).
         system_metrics: log MLflow's system metrics (CPU, memory, GPU) during training.
-        system_metrics_interval: seconds between system metric samples.
+        system_metrics_interval: seconds between system metric samples (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
+            wins when set).
         config: an older spelling of ``execute_config`` (a dict).
     """
 

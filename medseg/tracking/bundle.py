@@ -238,7 +238,8 @@ def run_tags(
 
     Returns:
         ``medseg.bundle``, ``medseg.bundle_version``, ``mlflow.source.git.commit``, ``medseg.git_dirty``,
-        ``medseg.datalist_sha256``, ``medseg.version.<package>``, ``medseg.device``.
+        ``medseg.datalist_sha256``, ``medseg.version.<package>``, ``medseg.device``, ``mlflow.user``,
+        ``mlflow.source.name`` (the bundle folder), ``mlflow.source.type``.
     """
     metadata = metadata or {}
     tags = {
@@ -253,9 +254,22 @@ def run_tags(
         tags["medseg.datalist_sha256"] = sha256_of(datalist) or "unreadable"
     for name, found in package_versions().items():
         tags[f"medseg.version.{name}"] = found
+    tags.update(source_tags(metadata, bundle_root))
     if device is not None:
         tags["medseg.device"] = str(device)
     return tags
+
+
+def source_tags(metadata: dict | None, bundle_root: str | Path | None) -> dict[str, str]:
+    """MLflow's own ``mlflow.user`` and ``mlflow.source.*`` tags (the UI's Created-by and Source columns)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = "unknown"
+    name = str(Path(bundle_root).resolve()) if bundle_root else str((metadata or {}).get("name", "medseg"))
+    return {"mlflow.user": user, "mlflow.source.name": name, "mlflow.source.type": "LOCAL"}
 
 
 def datalist_name(datalist: str | Path | None) -> str | None:

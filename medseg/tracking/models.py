@@ -109,16 +109,8 @@ def log_network(
     from medseg.tracking.store import fluent_tracking_uri
 
     try:
-        active = mlflow.active_run()
-        if (
-            active is not None
-            and active.info.run_id == run_id
-            and os.environ.get("MLFLOW_TRACKING_URI") == tracking_uri
-        ):
-            run_context = contextlib.nullcontext()  # a child run that its parent (medseg.tracking.nested) holds open
-        else:
-            run_context = mlflow.start_run(run_id=run_id, nested=active is not None, log_system_metrics=False)
-        with fluent_tracking_uri(tracking_uri), run_context:
+        same_store = os.environ.get("MLFLOW_TRACKING_URI") == tracking_uri
+        with fluent_tracking_uri(tracking_uri), _run_context(run_id, same_store):
             info = mlflow.pytorch.log_model(
                 model,
                 name=MODEL_NAME,
@@ -147,6 +139,17 @@ def log_network(
         if mine:
             client.set_tag(run_id, "medseg.registered_model", f"models:/{register_name}/{mine[0].version}")
     return info.model_uri
+
+
+def _run_context(run_id: str, same_store: bool) -> Any:
+    """``mlflow.start_run(run_id)`` for the fluent ``log_model``, or nothing when that run is already the active
+    one (a child run that its parent, :mod:`medseg.tracking.nested`, holds open)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if same_store and active is not None and active.info.run_id == run_id:
+        return contextlib.nullcontext()
+    return mlflow.start_run(run_id=run_id, nested=active is not None, log_system_metrics=False)
 
 
 def _is_export_error(error: BaseException) -> bool:

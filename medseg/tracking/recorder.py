@@ -191,6 +191,9 @@ class RunRecorder:
         try:
             self._send(what, payload)
         except Exception as error:
+            if not is_store_failure(error):  # a bad request (e.g. a param changed value): this item only
+                logger.warning("MLflow: %s not recorded in run %s (%s)", what, self.run_name, _describe(error))
+                return
             self._fall_back(_describe(error))
             if not self.is_open:
                 return
@@ -264,6 +267,34 @@ class RunRecorder:
             client.set_terminated(run_id, "KILLED")
         except Exception:
             pass
+
+
+# MLflow answers that are about the request, not the store: falling back to another store would not help
+REQUEST_ERRORS = {
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_ALREADY_EXISTS",
+    "BAD_REQUEST",
+    "INVALID_STATE",
+    "PERMISSION_DENIED",
+    "RESOURCE_LIMIT_EXCEEDED",
+}
+
+
+def is_store_failure(error: BaseException) -> bool:
+    """Whether ``error`` says the store is unusable (unreachable, timed out, corrupt, read-only, server error)
+    rather than that one request was wrong."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        text = str(error).lower()
+        if any(word in text for word in ("readonly", "read-only", "malformed", "not a database", "unable to open")):
+            return True
+        return error.error_code not in REQUEST_ERRORS
+    module = type(error).__module__ or ""
+    return isinstance(error, (OSError, TimeoutError)) or module.startswith(
+        ("requests", "urllib3", "sqlalchemy", "sqlite3")
+    )
 
 
 def _describe(error: BaseException) -> str:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("medseg.commands.plan", "auto-configure a bundle for a dataset and a time budget: writes plans.json"),
     "evaluate": ("medseg.commands.evaluate", "score predicted masks against ground truth and write a report"),
     "compare": ("medseg.commands.compare", "set MLflow runs side by side: table of params and metrics, curves"),
+    "sync": ("medseg.commands.sync", "copy runs kept locally while the MLflow server was away to that server"),
     "check-bundle": ("medseg.commands.check_bundle", "list what a bundle would import and run; verify its files"),
     "predict": ("medseg.commands.predict", "segment PNG/JPG, NIfTI or DICOM images with a checked bundle"),
     "package": ("medseg.commands.package", "package a trained bundle (folder + .zip) with a model card"),

@@ -100,7 +100,7 @@ def server_reachable(tracking_uri: str, timeout: float = 5.0) -> bool:
 # bounded HTTP: MLflow's defaults (120 s timeout, 7 retries with back-off) froze training for minutes when a
 # server stopped answering; these make a dead server known within seconds. An environment value still wins.
 HTTP_LIMITS = {
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }

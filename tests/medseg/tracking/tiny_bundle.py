@@ -281,3 +281,21 @@ class InterruptedUNet(RaisingUNet):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, fail_on_call=2, error=KeyboardInterrupt, **kwargs)
+
+
+class SigtermUNet(UNet):
+    """A UNet that sends SIGTERM to its own process on its fourth forward pass (the second epoch's first
+    training step: two training steps and one validation step per epoch), as SLURM or ``docker stop`` would."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().forward(x)

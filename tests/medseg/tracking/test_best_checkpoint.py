@@ -60,7 +60,7 @@ def test_logged_checkpoint_is_the_best_epochs(tmp_path, session_tracking_store):
     client = mlflow.MlflowClient(f"sqlite:///{(session_tracking_store / 'mlflow.db').as_posix()}")
     experiment = client.get_experiment_by_name(f"{tiny_bundle.BUNDLE_NAME}/{tiny_bundle.DATASET_NAME}")
     run = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
-    assert run.data.metrics["best_val_mean_dice_epoch"] == 1
+    assert run.data.metrics["val/best_mean_dice_epoch"] == 1
     logged = torch.load(
         client.download_artifacts(run.info.run_id, "checkpoints/model.pt", str(tmp_path)), weights_only=True
     )

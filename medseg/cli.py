@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("medseg.commands.predict", "segment PNG/JPG, NIfTI or DICOM images with a checked package"),
     "package": ("medseg.commands.package", "package a trained bundle: data-only manifest, weights, model card"),
     "keys": ("medseg.commands.keys", "make an Ed25519 key pair to sign packages with"),
+    "sync": ("medseg.commands.sync", "copy runs kept locally while the MLflow server was away to that server"),
     "lr-find": ("medseg.commands.lr_find", "learning-rate range test: plot, suggested lr, logged to MLflow"),
     "progressive": ("medseg.commands.progressive", "train at growing sizes, each from the last stage's best"),
     "kfold": ("medseg.commands.kfold", "k-fold training, then best single model vs mean ensemble on the test split"),

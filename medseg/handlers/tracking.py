@@ -1,30 +1,16 @@
 """One MLflow run per bundle run: the ignite handler a medseg bundle attaches to its trainer (or evaluator).
 
-:class:`MLflowTracking` extends MONAI's :class:`monai.handlers.MLFlowHandler` (experiment lookup, run reuse by
-name, batched logging) with what a medseg run records:
-
-- params from the executed config and the live engines (network, encoder, loss, optimizer, learning rate, weight
-  decay, scheduler, batch size, spatial size, epochs, early stopping, augmentations, seed, dataset, fold, ...);
-- tags naming the code, data and machine (bundle name and version, git commit and dirty flag, datalist sha256,
-  package versions, device);
-- per-epoch metrics: ``train_loss``, ``val_loss``, every validation metric in ``engine.state.metrics``, ``lr``,
-  ``epoch_time``; at the end ``best_<key metric>``, ``best_<key metric>_epoch`` and the ``medseg.stop_reason`` tag;
-- artifacts: the executed config, ``metadata.json``, the best checkpoint, ``learning_curve.png``, overlays of a few
-  validation cases and any extra files (e.g. an evaluation report);
-- the run status: FINISHED, FAILED with the error (tag ``medseg.error`` and ``error.txt``), KILLED on Ctrl-C.
-
-Attached to a trainer it also follows the evaluator of the trainer's ``ValidationHandler`` (no reference from
-``validate#handlers`` to ``train#trainer`` is needed, which would be circular). When ``--tracking mlflow`` adds
-MONAI's own ``MLFlowHandler`` with the same ``run_name``, this handler takes over its run and its artifacts and
-detaches it, so one run is written, with one point per epoch. When a tracking server cannot be reached, the run
-goes to the local SQLite store (``medseg.tracking.local_store_uri()``) with a warning that says where.
+The handler only listens to the engines; everything sent to MLflow goes through :mod:`medseg.tracking`
+(:class:`~medseg.tracking.recorder.RunRecorder` and the modules beside it). What a run contains is listed in
+``docs/tracking.md``. Attached to a trainer it also follows the evaluator of the trainer's ``ValidationHandler``.
+When ``--tracking mlflow`` adds MONAI's own ``MLFlowHandler``, this handler folds it into its own run (one run,
+one point per epoch).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 import time
 import traceback
@@ -34,56 +20,42 @@ from glob import glob
 from pathlib import Path
 from typing import Any
 
-import torch
-from monai.handlers import MLFlowHandler
 from monai.utils import CommonKeys
 
 from medseg.handlers.engine_handlers import attached_handlers as _attached
 from medseg.handlers.engine_handlers import handler_owner as _owner
 from medseg.tracking import bundle as bundle_info
+from medseg.tracking import engines as names
 from medseg.tracking import naming, plots, store
+from medseg.tracking.recorder import RunRecorder
 
 logger = logging.getLogger(__name__)
 
-TRAIN_LOSS, VAL_LOSS, LEARNING_RATE, EPOCH_TIME = "train_loss", "val_loss", "lr", "epoch_time"
 
-
-def _metric_name(name: str) -> str:
-    """MLflow metric names allow letters, digits and ``_-./ :``; anything else becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9_\-./ :]", "_", str(name))
-
-
-def _plain(value: Any) -> float | None:
-    """A metric value as a float, or None when it is not a finite scalar."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().float().mean().item() if value.numel() else None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if value == value and abs(value) != float("inf") else None
-
-
-class MLflowTracking(MLFlowHandler):
-    """Record a bundle run in MLflow (see the module docstring for what is recorded).
+class MLflowTracking:
+    """Record a bundle run in MLflow (see ``docs/tracking.md`` for what is recorded).
 
     Args:
         tracking_uri: where runs go; None or "" resolves ``MLFLOW_TRACKING_URI``, then
-            ``sqlite:///$MEDSEG_HOME/mlflow.db`` (see :func:`medseg.tracking.resolve_tracking_uri`). Unlike MONAI's
-            handler, an explicit value here wins over the environment variable.
+            ``sqlite:///$MEDSEG_HOME/mlflow.db``. An explicit value wins over the environment variable.
         experiment_name: None names it ``<bundle>/<dataset>`` from metadata.json and the datalist.
-        run_name: None names it ``<bundle>-<kind>-<time>-<id>``; always unique so an old unfinished run is not reused.
-        config: the executed config (``$medseg.tracking.executed_config()``), for params and the config artifact.
-        bundle_root: the bundle folder (metadata.json, git commit).
-        output_dir: the run's output folder (searched for the best checkpoint when no CheckpointSaver is found).
-        datalist: the datalist file (dataset name, sha256 tag).
-        params: extra params to record, overriding the collected ones.
+        run_name: None names it ``<bundle>-<kind>-<time>-<id>``. An unfinished run of this name is re-opened.
+        execute_config: MONAI's executed config (``"@save_execute_config"``: the file MONAI writes with
+            ``--tracking``), or the config as a dict. Without it a loud warning says what is missing.
+        params: the values that define the run, by reference (the bundle's ``tracked_params``): what ran.
+        bundle_root: the bundle folder (metadata.json, inference.json, git commit).
+        output_dir: the run's output folder (locked for one training; searched for the best checkpoint).
+        datalist: the datalist file (dataset inputs, class statistics, sha256 tag).
         artifacts: extra files, folders or glob patterns logged at the end when they exist (e.g. a report).
         num_overlays: how many validation cases of the best epoch to draw.
-        key_metric: the metric for ``best_*`` and the learning curve; None takes the evaluator's key metric.
+        key_metric: the metric for ``best`` values and the learning curve; None takes the evaluator's key metric.
         kind: ``train`` or ``evaluate``; None decides from the engine it is attached to.
-        check_server_timeout: seconds to wait for a tracking server before falling back to the local store.
-        kwargs: passed on to :class:`monai.handlers.MLFlowHandler`.
+        log_model: log the best checkpoint's network as an MLflow model at the end of training.
+        register_model_name: register that model under this name in the Model Registry (a new version).
+        system_metrics: log MLflow's system metrics (CPU, memory, GPU) during training.
+        system_metrics_interval: seconds between system metric samples (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
+            wins when set).
+        config: an older spelling of ``execute_config`` (a dict).
     """
 
     def __init__(
@@ -91,21 +63,26 @@ class MLflowTracking(MLFlowHandler):
         tracking_uri: str | None = None,
         experiment_name: str | None = None,
         run_name: str | None = None,
-        config: dict | None = None,
+        execute_config: Any = None,
+        params: dict | None = None,
         bundle_root: str | None = None,
         output_dir: str | None = None,
         datalist: str | None = None,
-        params: dict | None = None,
         artifacts: str | Sequence[str] | None = None,
         num_overlays: int = 4,
         key_metric: str | None = None,
         kind: str | None = None,
-        check_server_timeout: float = 5.0,
-        **kwargs: Any,
+        log_model: bool = True,
+        register_model_name: str | None = None,
+        system_metrics: bool = True,
+        system_metrics_interval: float = 10.0,
+        config: dict | None = None,
     ) -> None:
         store.quiet_mlflow()
-        self.config = dict(config or {})
-        self.metadata = self._read_metadata(bundle_root)
+        store.bound_http_requests()
+        self.execute_config = execute_config if execute_config not in (None, True, False) else config
+        self.config = bundle_info.executed_config(self.execute_config)
+        self.metadata = self.config.get("_meta_") or _read_json(Path(bundle_root or ".") / "configs" / "metadata.json")
         self.bundle_root = bundle_root
         self.output_dir = output_dir
         self.datalist = datalist
@@ -114,30 +91,19 @@ class MLflowTracking(MLFlowHandler):
         self.num_overlays = num_overlays
         self.key_metric = key_metric
         self.kind = kind
-        self.check_server_timeout = check_server_timeout
+        self.log_model = log_model
+        self.register_model_name = register_model_name or None
+        self.system_metrics = system_metrics
+        self.system_metrics_interval = system_metrics_interval
+        self.tracking_uri = store.resolve_tracking_uri(tracking_uri)
         bundle = self.metadata.get("name", "bundle")
-        self.resolved_uri = store.resolve_tracking_uri(tracking_uri)
-        super().__init__(
-            tracking_uri=self.resolved_uri,
-            experiment_name=experiment_name or naming.experiment_name(bundle, bundle_info.datalist_name(datalist)),
-            run_name=run_name,  # set when the engine is known (train/evaluate)
-            iteration_log=False,
-            epoch_log=False,
-            close_on_complete=False,
-            artifact_location=store.artifact_location(self.resolved_uri),
-            **kwargs,
-        )
-        import mlflow
-
-        # MONAI lets MLFLOW_TRACKING_URI win over the argument; here the argument was resolved with the env var
-        # as its default, so an explicit override (--tracking_uri) wins
-        self.client = mlflow.MlflowClient(tracking_uri=self.resolved_uri)
+        self.experiment_name = experiment_name or naming.experiment_name(bundle, bundle_info.datalist_name(datalist))
+        self.run_name = run_name
+        self.recorder: RunRecorder | None = None
         self.main_engine: Any = None
         self.trainer: Any = None
         self.evaluators: list[Any] = []
         self.history: dict[str, dict[int, float]] = defaultdict(dict)
-        self.journal: list[tuple[str, Any, int | None]] = []  # what was logged, replayed if the server goes away
-        self.fallback_from: str | None = None
         self.stop_reason: str | None = None
         self.completed = False
         self._epoch_losses: list[float] = []
@@ -149,20 +115,15 @@ class MLflowTracking(MLFlowHandler):
         self._best_cases: list[dict] = []
         self._best_cases_epoch: int | None = None
         self._adopted_artifacts: list[str] = []
+        self._lock: Any = None
+        self._sigterm: Any = None
+        self._system: Any = None
 
     # ------------------------------------------------------------------ wiring
-    @staticmethod
-    def _read_metadata(bundle_root: str | None) -> dict:
-        if not bundle_root:
-            return {}
-        path = Path(bundle_root) / "configs" / "metadata.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-
     def attach(self, engine: Any) -> None:
         """Attach to a trainer (follows its validator too) or, for an evaluation bundle, to the evaluator.
+
+        A training takes the lock of its ``output_dir`` here, before any data is read.
 
         Args:
             engine: the ``SupervisedTrainer`` or ``SupervisedEvaluator``.
@@ -175,6 +136,11 @@ class MLflowTracking(MLFlowHandler):
         if self.run_name is None:
             self.run_name = naming.run_name(self.metadata.get("name", "bundle"), self.kind)
         self.main_engine = engine
+        if self.kind == "train" and self.output_dir:
+            from medseg.tracking.locks import OutputDirLock
+
+            self._lock = OutputDirLock(self.output_dir, self.run_name)
+            self._lock.acquire()
         engine.add_event_handler(Events.STARTED, self.start)
         if self.kind == "train":
             self.trainer = engine
@@ -200,20 +166,33 @@ class MLflowTracking(MLFlowHandler):
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._val_epoch_completed)
 
     def _wrap_run(self, engine: Any) -> None:
-        """Record the run's end status around ``engine.run`` (ignite's own exception event may be swallowed by
-        handlers attached before this one, so the status is set where the exception surfaces)."""
+        """Record the end status where ``engine.run`` returns or raises (ignite's exception event may be swallowed
+        by handlers attached before this one)."""
+        from medseg.tracking.signals import EXIT_STATUS, SigtermGuard, Terminated
+
         original_run = engine.run
 
         def run_and_record(*args: Any, **kwargs: Any) -> Any:
+            if self.kind == "train":
+                self._sigterm = SigtermGuard(engine.terminate)
+                self._sigterm.install()
             try:
                 result = original_run(*args, **kwargs)
-            except KeyboardInterrupt as error:
+            except (KeyboardInterrupt, Terminated) as error:
+                self.stop_reason = "sigterm" if isinstance(error, Terminated) else "interrupted"
                 self._finish("KILLED", error)
                 raise
             except BaseException as error:
                 self._finish("FAILED", error)
                 raise
-            if self.cur_run is not None:
+            finally:
+                if self._sigterm is not None:
+                    self._sigterm.restore()
+            if self._sigterm is not None and self._sigterm.received:
+                self.stop_reason = "sigterm"
+                self._finish("KILLED")
+                raise SystemExit(EXIT_STATUS)
+            if self.recorder is not None and self.recorder.is_open:
                 if self.completed:
                     self._finish("FINISHED")
                 else:
@@ -224,25 +203,60 @@ class MLflowTracking(MLFlowHandler):
 
     # ------------------------------------------------------------------ run life
     def start(self, engine: Any) -> None:
-        """Open (or re-open, by run name) the run, record params and tags, take over MONAI's own handler."""
-        if self.cur_run is not None:
+        """Open (or re-open, by run name) the run; record tags, params, dataset inputs; start system metrics."""
+        if self.recorder is not None and self.recorder.is_open:
             return
-        if store.is_remote(self.resolved_uri) and not store.server_reachable(
-            self.resolved_uri, self.check_server_timeout
-        ):
-            self._use_local_store("no connection")
-        try:
-            super().start(engine)
-        except Exception as error:  # a server that accepts connections but fails requests
-            if not store.is_remote(self.resolved_uri):
-                raise
-            self._use_local_store(f"{type(error).__name__}: {error}")
-            super().start(engine)
         if self.kind == "train":
             self._follow_validators(engine)
+        if not self.config:
+            logger.warning(bundle_info.MISSING_CONFIG_WARNING)
+        self.recorder = RunRecorder(
+            self.tracking_uri,
+            self.experiment_name,
+            self.run_name,
+            experiment_description=self.metadata.get("description"),
+            fallback_near=self.output_dir,
+            on_switch=self._store_switched,
+        )
+        self.recorder.open(self._collect_tags(engine))
+        naming.release(self.run_name)
         self._take_over_monai_handlers()
-        self._log_tags(self._collect_tags(engine))
-        self._log_params(self._collect_params(engine))
+        self.recorder.log_params(self._collect_params(engine))
+        if self.datalist:
+            self._log_dataset()
+        if self.kind == "train" and self.system_metrics and self.recorder.is_open:
+            from medseg.tracking.system import SystemMetrics
+
+            self._system = SystemMetrics(self.system_metrics_interval)
+            self._system.start(self.recorder.run_id, self.recorder.tracking_uri)
+
+    def resumed(self, epoch: int) -> None:
+        """The trainer continues a stopped run at ``epoch`` (``medseg.strategies.resume``): mark it and take the
+        curves logged before the stop into the learning curve."""
+        if self.recorder is None or not self.recorder.is_open:
+            return
+        try:
+            self.recorder.log_tags({"medseg.resumed_at_epoch": epoch})
+            for key, points in self.recorder.history().items():
+                for step, value in points:
+                    self.history[key].setdefault(step, value)
+        except Exception as error:  # tracking never stops training
+            logger.warning("MLflow: could not read back run %s (%s)", self.run_name, error)
+
+    def _store_switched(self, uri: str) -> None:
+        if self._system is not None:
+            self._system.stop()  # restarted on the new store at the next epoch (see _train_epoch_completed)
+
+    def _log_dataset(self) -> None:
+        from medseg.tracking import datasets
+
+        try:
+            inputs = datasets.dataset_inputs(self.datalist)
+        except Exception as error:  # a datalist MLflow cannot profile: the params and files still say what it was
+            logger.warning("MLflow: the datalist is not logged as a dataset (%s)", error)
+            inputs = []
+        self.recorder.log_inputs(inputs)
+        self.recorder.log_params(datasets.dataset_params(self.datalist))
 
     def _follow_validators(self, trainer: Any) -> None:
         from monai.handlers import ValidationHandler
@@ -252,195 +266,70 @@ class MLflowTracking(MLFlowHandler):
                 self._attach_evaluator(handler.validator)
 
     def _take_over_monai_handlers(self) -> None:
-        """Point every other ``MLFlowHandler`` (e.g. added by ``--tracking mlflow``) at this run and detach it.
+        """Detach every MONAI ``MLFlowHandler`` (e.g. added by ``--tracking mlflow``) and take its artifacts.
 
-        A handler whose ``start`` still fires (ignite is iterating that event's list now) finds the run already
-        set and logs nothing new.
+        A handler whose ``start`` still fires (ignite is iterating that event's list now) finds a run already set
+        on it (this one) and creates nothing.
         """
+        from monai.handlers import MLFlowHandler
+
+        recorder = self.recorder
         for engine in [self.main_engine, *self.evaluators]:
             for handler in _attached(engine):
-                if handler is self or not isinstance(handler, MLFlowHandler):
+                if not isinstance(handler, MLFlowHandler):
                     continue
-                handler.client, handler.experiment, handler.cur_run = self.client, self.experiment, self.cur_run
+                if recorder.is_open:
+                    handler.client = recorder.client
+                    handler.experiment = recorder.client.get_experiment(recorder.experiment_id)
+                    handler.cur_run = recorder.client.get_run(recorder.run_id)
                 self._adopted_artifacts += [str(a) for a in handler.artifacts if a]
                 handler.artifacts = ()
                 for event, entries in list(engine._event_handlers.items()):
                     for func, *_ in list(entries):
                         if _owner(func) is handler:
                             engine.remove_event_handler(func, event)
-                logger.info("MLflow: %s's handler folded into run %s", type(handler).__name__, self.run_name)
-
-    def _use_local_store(self, reason: str) -> None:
-        """Switch to the local SQLite store, replaying what was already logged, and say where the run goes."""
-        import mlflow
-
-        local = store.local_store_uri()
-        if self.resolved_uri == local:
-            raise RuntimeError(f"MLflow: the local store {local} failed: {reason}")
-        self.fallback_from, self.resolved_uri = self.resolved_uri, local
-        message = (
-            f"MLflow tracking server {self.fallback_from} cannot be reached ({reason}). Training goes on; this run "
-            f"({self.run_name}) is written to the local store {local} (artifacts beside it in "
-            f"{store.ARTIFACTS_DIRNAME}/); see it with: mlflow ui --backend-store-uri {local}"
-        )
-        logger.warning(message)
-        self.client = mlflow.MlflowClient(tracking_uri=local)
-        self.artifact_location = store.artifact_location(local)
-        self.experiment, had_run = None, self.cur_run is not None
-        self.cur_run = None
-        if had_run:
-            super().start(self.main_engine)
-            journal, self.journal = self.journal, []
-            for what, payload, step in journal:
-                self._guarded(what, payload, step)
-        self._log_tags({"medseg.tracking_fallback_from": self.fallback_from})
-
-    def _send(self, what: str, payload: Any, step: int | None = None) -> None:
-        """One MLflow call to the current run: ``params``/``tags``/``metrics`` dicts or an ``artifact``
-        (path, sub-folder)."""
-        import mlflow
-
-        run_id = self.cur_run.info.run_id
-        if what == "params":
-            existing = self.client.get_run(run_id).data.params
-            entries = [mlflow.entities.Param(k, v) for k, v in payload.items() if k not in existing]
-            if entries:
-                self.client.log_batch(run_id, params=entries)
-        elif what == "tags":
-            self.client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, str(v)[:5000]) for k, v in payload.items()])
-        elif what == "metrics":
-            timestamp = int(time.time() * 1000)
-            entries = [mlflow.entities.Metric(k, v, timestamp, step or 0) for k, v in payload.items()]
-            self.client.log_batch(run_id, metrics=entries)
-        elif what == "artifact":
-            self.client.log_artifact(run_id, str(payload[0]), payload[1])
-
-    def _guarded(self, what: str, payload: Any, step: int | None = None) -> None:
-        """Send to MLflow; on a server error move to the local store (replaying the journal) and send again."""
-        if self.cur_run is None:
-            return
-        try:
-            self._send(what, payload, step)
-        except Exception as error:
-            if self.fallback_from is not None or not store.is_remote(self.resolved_uri):
-                raise
-            self._use_local_store(f"{type(error).__name__}: {error}")
-            self._send(what, payload, step)
-        if what != "artifact":
-            self.journal.append((what, payload, step))
-
-    def _log_params(self, params: dict[str, Any]) -> None:
-        if params:
-            self._guarded("params", bundle_info.format_params(params))
-
-    def _log_tags(self, tags: dict[str, str]) -> None:
-        if tags:
-            self._guarded("tags", {k: str(v) for k, v in tags.items()})
-
-    def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        values = {_metric_name(k): _plain(v) for k, v in metrics.items()}
-        values = {k: v for k, v in values.items() if v is not None}
-        if not values or self.cur_run is None:
-            return
-        for key, value in values.items():
-            self.history[key][step or 0] = value
-        self._guarded("metrics", values, step=step)
+                logger.info("MLflow: MONAI's MLFlowHandler folded into run %s", self.run_name)
 
     # ------------------------------------------------------------------ params and tags
     def _collect_params(self, engine: Any) -> dict[str, Any]:
-        from monai.handlers import EarlyStopHandler, LrScheduleHandler, ValidationHandler
-
         params = bundle_info.config_params(self.config)
+        params.update({k: v for k, v in self.extra_params.items() if _is_value(v)})
         params["run_kind"] = self.kind
         dataset = bundle_info.datalist_name(self.datalist)
         if dataset:
             params["dataset"] = dataset
-        trainer = self.trainer
-        if trainer is not None:
-            params["max_epochs"] = trainer.state.max_epochs
-            loader = getattr(trainer, "data_loader", None)
-            if getattr(loader, "batch_size", None) is not None:
-                params["batch_size"] = loader.batch_size
-            optimizer = getattr(trainer, "optimizer", None)
-            if optimizer is not None and optimizer.param_groups:
-                group = optimizer.param_groups[0]
-                params.setdefault("optimizer", type(optimizer).__name__)
-                params["optimizer.lr"] = group.get("lr")
-                params["optimizer.weight_decay"] = group.get("weight_decay")
-            loss = getattr(trainer, "loss_function", None)
-            if loss is not None:
-                params.setdefault("loss", type(loss).__name__)
-            network = getattr(trainer, "network", None)
-            if network is not None:
-                params.setdefault("network", type(network).__name__)
-            params.update(self._transform_params(loader))
-        for handler in [h for e in [engine, *self.evaluators] for h in _attached(e)]:
-            if isinstance(handler, EarlyStopHandler):
-                params["early_stopping.patience"] = handler.patience
-                params["early_stopping.min_delta"] = handler.min_delta
-            elif isinstance(handler, LrScheduleHandler):
-                scheduler = handler.lr_scheduler
-                params.setdefault("lr_scheduler", type(scheduler).__name__)
-                for attr in ("step_size", "gamma", "T_max", "eta_min", "milestones", "factor", "patience", "power"):
-                    if isinstance(getattr(scheduler, attr, None), (int, float, list, set)) and not isinstance(
-                        getattr(scheduler, attr), bool
-                    ):
-                        value = getattr(scheduler, attr)
-                        params.setdefault(f"lr_scheduler.{attr}", sorted(value) if isinstance(value, set) else value)
-            elif isinstance(handler, ValidationHandler):
-                params["val_interval"] = handler.interval
+        params.update(names.engine_params(self.trainer, [engine, *self.evaluators]))
         key = self._key_metric_name()
         if key:
             params["key_metric"] = key
-        params.update(self.extra_params)
+        if self.register_model_name and self.kind == "train":
+            params["register_model_name"] = self.register_model_name
         return {k: v for k, v in params.items() if v is not None}
 
-    @staticmethod
-    def _transform_params(loader: Any) -> dict[str, Any]:
-        """Augmentation switches (random transforms and their probability) and the spatial size, from the
-        training dataset's transform chain."""
-        params: dict[str, Any] = {}
-        transform = getattr(getattr(loader, "dataset", None), "transform", None)
-        pending, flat = [transform], []
-        while pending:
-            item = pending.pop(0)
-            if item is None:
-                continue
-            children = getattr(item, "transforms", None)
-            if isinstance(children, (list, tuple)):
-                pending = list(children) + pending
-            else:
-                flat.append(item)
-        augmentations = []
-        for item in flat:
-            name = type(item).__name__
-            if name.startswith("Rand"):
-                augmentations.append(name)
-                params[f"augment.{name}"] = getattr(item, "prob", True)
-            for holder in (item, getattr(item, "resizer", None), getattr(item, "cropper", None)):
-                for attr in ("spatial_size", "roi_size"):
-                    value = getattr(holder, attr, None) if holder is not None else None
-                    if value is not None and "spatial_size" not in params:
-                        params["spatial_size"] = list(value) if isinstance(value, (tuple, list)) else value
-        params["augmentations"] = ",".join(augmentations) or "none"
-        return params
-
     def _collect_tags(self, engine: Any) -> dict[str, str]:
-        device = getattr(engine.state, "device", None)
+        device = getattr(engine.state, "device", None) or getattr(engine, "device", None)
         tags = bundle_info.run_tags(self.metadata, self.datalist, self.bundle_root, device)
         tags["medseg.run_kind"] = str(self.kind)
-        if self.fallback_from:
-            tags["medseg.tracking_fallback_from"] = self.fallback_from
         return tags
 
+    def _group(self) -> str:
+        return names.VAL if self.kind == "train" else names.EVAL
+
     def _key_metric_name(self) -> str | None:
+        """The key metric as logged (``val/mean_dice``)."""
         if self.key_metric:
-            return self.key_metric
-        for evaluator in self.evaluators:
-            name = getattr(evaluator.state, "key_metric_name", None)
-            if name:
-                return _metric_name(name)
-        return None
+            return names.grouped(self.key_metric, self._group())
+        raw = names.evaluator_key_metric(self.evaluators)
+        return names.grouped(raw, self._group()) if raw else None
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        values = {k: names.plain(v) for k, v in metrics.items()}
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values or self.recorder is None or not self.recorder.is_open:
+            return
+        for key, value in values.items():
+            self.history[key][step] = value
+        self.recorder.log_metrics(values, step)
 
     # ------------------------------------------------------------------ training events
     def _train_epoch_started(self, engine: Any) -> None:
@@ -452,23 +341,29 @@ class MLflowTracking(MLFlowHandler):
         output = engine.state.output
         items = output if isinstance(output, list) else [output]
         loss = items[0].get(CommonKeys.LOSS) if items and isinstance(items[0], dict) else None
-        value = _plain(loss)
+        value = names.plain(loss)
         if value is not None:
             self._epoch_losses.append(value)
 
     def _train_epoch_completed(self, engine: Any) -> None:
-        metrics: dict[str, Any] = {EPOCH_TIME: time.perf_counter() - self._epoch_started}
+        metrics: dict[str, Any] = {names.EPOCH_TIME: time.perf_counter() - self._epoch_started}
         if self._epoch_losses:
-            metrics[TRAIN_LOSS] = sum(self._epoch_losses) / len(self._epoch_losses)
+            metrics[names.TRAIN_LOSS] = sum(self._epoch_losses) / len(self._epoch_losses)
         if self._epoch_lr is not None:
-            metrics[LEARNING_RATE] = self._epoch_lr
+            metrics[names.LEARNING_RATE] = self._epoch_lr
         # metrics a bundle attaches to the trainer itself (e.g. train_mean_dice)
-        metrics.update({k: v for k, v in engine.state.metrics.items() if _plain(v) is not None})
+        metrics.update({names.grouped(k, names.TRAIN): v for k, v in engine.state.metrics.items()})
         self._log_metrics(metrics, step=engine.state.epoch)
+        recorder = self.recorder
+        if self._system is not None and self._system.monitor is None and recorder is not None and recorder.is_open:
+            self._system.start(recorder.run_id, recorder.tracking_uri, resume=True)  # after a store fallback
 
     def _terminated(self, engine: Any) -> None:
         from monai.handlers import EarlyStopHandler
 
+        if self._sigterm is not None and self._sigterm.received:
+            self.stop_reason = "sigterm"
+            return
         # a handler that ends the run says why on engine.state (medseg.handlers.TimeBudget: "time budget")
         given = getattr(engine.state, "stop_reason", None)
         stoppers = [h for e in [engine, *self.evaluators] for h in _attached(e) if isinstance(h, EarlyStopHandler)]
@@ -483,6 +378,8 @@ class MLflowTracking(MLFlowHandler):
 
     def _val_forward_completed(self, evaluator: Any) -> None:
         """Validation loss with the trainer's loss function, on the raw network output (before post-processing)."""
+        import torch
+
         loss_function = getattr(self.trainer, "loss_function", None)
         if loss_function is None or self._val_loss_broken:
             return
@@ -492,11 +389,13 @@ class MLflowTracking(MLFlowHandler):
                 self._val_losses.append(float(loss_function(output[CommonKeys.PRED], output[CommonKeys.LABEL])))
         except Exception as error:  # e.g. a deep-supervision loss that wants a list; the metric is then left out
             self._val_loss_broken = True
-            logger.warning("MLflow: no %s: the trainer's loss failed on validation outputs (%s)", VAL_LOSS, error)
+            logger.warning("MLflow: no %s: the trainer's loss failed on validation outputs (%s)", names.VAL_LOSS, error)
 
     def _val_iteration_completed(self, evaluator: Any) -> None:
         if len(self._cases) >= self.num_overlays:
             return
+        import torch
+
         output = evaluator.state.output
         for item in output if isinstance(output, list) else []:
             if len(self._cases) >= self.num_overlays or not isinstance(item, dict) or CommonKeys.PRED not in item:
@@ -514,9 +413,11 @@ class MLflowTracking(MLFlowHandler):
 
     def _val_epoch_completed(self, evaluator: Any) -> None:
         epoch = self._epoch_of(evaluator)
-        metrics = {k: v for k, v in evaluator.state.metrics.items()}
-        if self._val_losses and not any("loss" in str(k).lower() for k in metrics):
-            metrics[VAL_LOSS] = sum(self._val_losses) / len(self._val_losses)
+        group = self._group()
+        metrics = {names.grouped(k, group): v for k, v in evaluator.state.metrics.items()}
+        val_loss = f"{group}/loss"
+        if self._val_losses and val_loss not in metrics:
+            metrics[val_loss] = sum(self._val_losses) / len(self._val_losses)
         self._log_metrics(metrics, step=epoch)
         best_epoch = getattr(evaluator.state, "best_metric_epoch", -1)
         if self._cases and (best_epoch in (-1, None) or best_epoch == evaluator.state.epoch):
@@ -533,11 +434,12 @@ class MLflowTracking(MLFlowHandler):
         for evaluator in self.evaluators[:1]:
             best, best_epoch = getattr(evaluator.state, "best_metric", None), evaluator.state.best_metric_epoch
             if key and best_epoch not in (None, -1):
-                self._log_metrics({f"best_{key}": best, f"best_{key}_epoch": best_epoch}, step=best_epoch)
+                best_key = names.best_name(key)
+                self._log_metrics({best_key: best, f"{best_key}_epoch": best_epoch}, step=best_epoch)
         tags = {"medseg.stop_reason": self.stop_reason} if self.stop_reason else {}
         if key:
             tags["medseg.key_metric"] = key
-        self._log_tags(tags)
+        self.recorder.log_tags(tags)
 
     def _best_checkpoint(self) -> Path | None:
         from monai.handlers import CheckpointSaver
@@ -564,31 +466,32 @@ class MLflowTracking(MLFlowHandler):
 
     def _write_artifacts(self, folder: Path, error: BaseException | None) -> list[tuple[Path, str | None]]:
         """Files to log as (path, artifact sub-folder)."""
+        from medseg.tracking import datasets
+
         files: list[tuple[Path, str | None]] = []
         if self.config:
             path = folder / "executed_config.json"
             path.write_text(json.dumps(self.config, indent=2, default=str))
             files.append((path, "config"))
-        metadata = self.config.get("_meta_") or self.metadata
-        if metadata:
+        if self.metadata:
             path = folder / "metadata.json"
-            path.write_text(json.dumps(metadata, indent=2, default=str))
+            path.write_text(json.dumps(self.metadata, indent=2, default=str))
             files.append((path, "config"))
+        if self.datalist:
+            files += [(p, "data") for p in datasets.dataset_files(self.datalist)]
         key = self._key_metric_name()
-        if any(self.history.get(k) for k in (TRAIN_LOSS, VAL_LOSS)) or (key and self.history.get(key)):
-            path = plots.learning_curve_png(self.history, folder / "learning_curve.png", (TRAIN_LOSS, VAL_LOSS), key)
+        if any(self.history.get(k) for k in (names.TRAIN_LOSS, names.VAL_LOSS)) or (key and self.history.get(key)):
+            path = plots.learning_curve_png(
+                self.history, folder / "learning_curve.png", (names.TRAIN_LOSS, names.VAL_LOSS), key
+            )
             files.append((path, "plots"))
         for i, case in enumerate(self._best_cases):
             if case[CommonKeys.IMAGE] is None or case[CommonKeys.PRED] is None:
                 continue
             title = f"{case['name']} (epoch {self._best_cases_epoch}; green truth, red prediction)"
             path = folder / f"overlay_{i:02d}_{case['name']}.png"
-            files.append(
-                (
-                    plots.overlay_png(case[CommonKeys.IMAGE], case[CommonKeys.LABEL], case["pred"], path, title),
-                    "overlays",
-                )
-            )
+            overlay = plots.overlay_png(case[CommonKeys.IMAGE], case[CommonKeys.LABEL], case["pred"], path, title)
+            files.append((overlay, "overlays"))
         if self.kind == "train":  # an evaluation run reads a checkpoint, it does not make one
             checkpoint = self._best_checkpoint()
             if checkpoint is not None:
@@ -606,32 +509,74 @@ class MLflowTracking(MLFlowHandler):
             files.append((path, None))
         return files
 
-    def _finish(self, status: str, error: BaseException | None = None) -> None:
-        """Log the summary and artifacts, then end the run with ``status``; tracking errors never hide ``error``."""
-        if self.cur_run is None:
+    def _log_network(self) -> None:
+        """The best checkpoint's network as an MLflow model (and a registry version when a name is set)."""
+        from medseg.tracking.models import log_network
+
+        network = getattr(self.trainer, "network", None)
+        checkpoint = self._best_checkpoint()
+        if network is None:
             return
+        extra = (
+            [Path(self.bundle_root) / "configs" / n for n in ("inference.json", "metadata.json")]
+            if (self.bundle_root)
+            else []
+        )
+        spatial = self.config.get("spatial_size") or self.extra_params.get("spatial_size")
+        self.recorder.call(
+            lambda client, run_id, uri: log_network(
+                client, run_id, uri, network, checkpoint, self.metadata, extra, self.register_model_name, spatial
+            )
+        )
+
+    def _finish(self, status: str, error: BaseException | None = None) -> None:
+        """Log the summary, artifacts and model, then end the run with ``status``; tracking errors never hide
+        ``error`` and never stop a training that succeeded."""
+        recorder = self.recorder
+        if self._system is not None:
+            self._system.stop()
         try:
-            if error is not None:
-                self._log_tags(
-                    {"medseg.error": f"{type(error).__name__}: {error}", "medseg.stop_reason": status.lower()}
-                )
-            self._summary()
-            with tempfile.TemporaryDirectory(prefix="medseg-mlflow-") as folder:
-                for path, subfolder in self._write_artifacts(Path(folder), error):
-                    self._guarded("artifact", (path, subfolder))
-        except Exception as tracking_error:
-            if error is None:
-                raise
-            logger.error("MLflow: recording the failed run failed too: %s", tracking_error)
-        finally:
+            if recorder is None or not recorder.is_open:
+                return
             try:
-                self.client.set_terminated(self.cur_run.info.run_id, status)
+                if error is not None:
+                    recorder.log_tags({"medseg.error": f"{type(error).__name__}: {error}"})
+                if error is not None or status != "FINISHED":
+                    recorder.log_tags({"medseg.stop_reason": self.stop_reason or status.lower()})
+                self._summary()
+                with tempfile.TemporaryDirectory(prefix="medseg-mlflow-") as folder:
+                    for path, subfolder in self._write_artifacts(Path(folder), error):
+                        recorder.log_artifact(path, subfolder)
+                if self.kind == "train" and self.log_model and status == "FINISHED":
+                    self._log_network()
+            except Exception as tracking_error:
+                logger.error("MLflow: recording the end of run %s failed: %s", self.run_name, tracking_error)
             finally:
-                uri = self.resolved_uri
-                logger.info("MLflow: run %s (%s) ended %s in %s", self.run_name, self.cur_run.info.run_id, status, uri)
-                self.cur_run = None
-                self._dispose_sqlite_store()
+                recorder.finish(status)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def close(self) -> None:
         """End the run as FINISHED (if it is still open)."""
         self._finish("FINISHED")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _is_value(value: Any) -> bool:
+    """A param value worth logging: a scalar or a short list of scalars (not an object the config built)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return True
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) <= 16
+        and all(isinstance(v, (bool, int, float, str)) for v in value)
+    )

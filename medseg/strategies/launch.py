@@ -156,10 +156,13 @@ def run_bundle(bundle: Path, strategies: list[str] | None = None, overrides: dic
     """
     from monai.bundle import run
 
+    from medseg.tracking import EXECUTE_CONFIG_SETTINGS
+
     run(
         config_file=config_files(bundle, strategies),
         meta_file=str(bundle / METADATA),
         logging_file=False,
+        tracking=EXECUTE_CONFIG_SETTINGS,  # MONAI exports the executed config, which MLflow tracking logs
         **dict(overrides or {}),
     )
 
@@ -188,6 +191,9 @@ def add_common_arguments(parser: Any) -> None:
     parser.add_argument("--out", help="output folder (default: medseg_work/<bundle>/<command>-<time>)")
     parser.add_argument("--tracking_uri", help="MLflow store or server (default: MLFLOW_TRACKING_URI, else local)")
     parser.add_argument("--experiment_name", help="MLflow experiment (default: <bundle>/<dataset>)")
+    parser.add_argument(
+        "--register", metavar="NAME", help="register each trained model in the MLflow Model Registry as NAME"
+    )
 
 
 class CommandSetup:
@@ -216,6 +222,8 @@ class CommandSetup:
             self.overrides["max_epochs"] = args.max_epochs
         if args.seed is not None:
             self.overrides["seed"] = args.seed
+        if getattr(args, "register", None):
+            self.overrides["register_model_name"] = args.register
         self.parser = load_config(self.bundle, self.strategies, self.overrides)
         if args.seed is not None:
             self._check_seed()

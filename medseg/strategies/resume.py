@@ -104,9 +104,12 @@ class ResumeCheckpoint:
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
 
     def _mlflow_handlers(self) -> list[Any]:
+        """medseg's ``MLflowTracking`` (and MONAI's ``MLFlowHandler``) on the trainer: both re-open a run by name."""
         from monai.handlers import MLFlowHandler
 
-        return [h for h in _attached(self.engine) if isinstance(h, MLFlowHandler)]
+        from medseg.handlers.tracking import MLflowTracking
+
+        return [h for h in _attached(self.engine) if isinstance(h, (MLflowTracking, MLFlowHandler))]
 
     def _evaluators(self) -> list[Any]:
         from monai.handlers import ValidationHandler
@@ -200,28 +203,18 @@ class ResumeCheckpoint:
         self.checkpoint = None
 
     def _reopen_mlflow_run(self, epoch: int) -> None:
-        """Mark the re-opened MLflow run RUNNING again and give its handler the curves logged before the stop."""
+        """Tell the tracking handler the run resumed (it re-opened the run by name, status RUNNING again)."""
         for handler in self._mlflow_handlers():
-            run = getattr(handler, "cur_run", None)
-            if run is None:
-                continue
-            try:
-                handler.client.update_run(run.info.run_id, status="RUNNING")
-                handler.client.set_tag(run.info.run_id, "medseg.resumed_at_epoch", str(epoch))
-                history = getattr(handler, "history", None)
-                if isinstance(history, dict):
-                    for key in handler.client.get_run(run.info.run_id).data.metrics:
-                        for point in handler.client.get_metric_history(run.info.run_id, key):
-                            history[key].setdefault(point.step, point.value)
-            except Exception as error:  # tracking never stops training
-                logger.warning("MLflow: could not re-open run %s (%s)", handler.run_name, error)
+            resumed = getattr(handler, "resumed", None)
+            if resumed is not None:
+                resumed(epoch)
 
     # ------------------------------------------------------------------ save
     def save(self, engine: Any) -> None:
         """Write ``last.pt`` (atomically: a temporary file, then a rename)."""
         import torch
 
-        run_names = [h.run_name for h in self._mlflow_handlers() if getattr(h, "cur_run", None) is not None]
+        run_names = [h.run_name for h in self._mlflow_handlers() if h.run_name]
         state = {name: obj.state_dict() for name, obj in self._objects().items()}
         state[META_KEY] = {
             "bundle": self.bundle,

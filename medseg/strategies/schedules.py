@@ -7,14 +7,13 @@ own ``LrScheduleHandler`` then refers to the new scheduler too and would step it
 so this handler detaches every other ``LrScheduleHandler`` of the trainer when it is attached. A bundle without any
 scheduler works the same way.
 
-The learning rate of every iteration is logged to the bundle's MLflow run as ``lr_step`` (step = iteration), beside
-the ``lr`` per epoch that :class:`medseg.handlers.tracking.MLflowTracking` records.
+The learning rate of every iteration is logged to the bundle's MLflow run as ``train/lr_step`` (step = iteration),
+beside the ``train/lr`` per epoch that :class:`medseg.handlers.tracking.MLflowTracking` records.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from monai.handlers import LrScheduleHandler
@@ -23,7 +22,7 @@ from medseg.handlers.engine_handlers import attached_handlers
 from medseg.handlers.engine_handlers import handler_owner as _owner
 
 logger = logging.getLogger(__name__)
-STEP_METRIC = "lr_step"
+STEP_METRIC = "train/lr_step"
 
 
 class ScheduleHandler(LrScheduleHandler):
@@ -64,23 +63,14 @@ class ScheduleHandler(LrScheduleHandler):
         self.pending.append((engine.state.iteration, float(optimizer.param_groups[-1]["lr"])))
 
     def _flush(self, engine: Any) -> None:
-        """Send the recorded learning rates to the MLflow run the trainer's MLflow handler has open."""
-        from monai.handlers import MLFlowHandler
+        """Send the recorded learning rates to the run of the trainer's MLflow tracking handler."""
+        from medseg.handlers.tracking import MLflowTracking
 
         pending, self.pending = self.pending, []
-        handlers = [
-            h
-            for h in attached_handlers(engine)
-            if isinstance(h, MLFlowHandler) and getattr(h, "cur_run", None) is not None
-        ]
+        handlers = [h for h in attached_handlers(engine) if isinstance(h, MLflowTracking) and h.recorder is not None]
         if not pending or not handlers:
             return
-        import mlflow
-
-        handler, stamp = handlers[0], int(time.time() * 1000)
-        metrics = [mlflow.entities.Metric(STEP_METRIC, lr, stamp, step) for step, lr in pending]
         try:
-            for start in range(0, len(metrics), 1000):  # MLflow's batch limit
-                handler.client.log_batch(handler.cur_run.info.run_id, metrics=metrics[start : start + 1000])
+            handlers[0].recorder.log_series(STEP_METRIC, pending)
         except Exception as error:  # tracking never stops training
             logger.warning("MLflow: %s not logged (%s)", STEP_METRIC, error)

@@ -10,14 +10,17 @@ config, and whose parent is not a component (a ``_target_`` dict that can take a
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from medseg.strategies.errors import StrategyError
 from medseg.strategies.launch import parse_value, strategy_file
 
+# "lr" changes the bundle's learning_rate id where it has one (the optimizer takes its lr from it, and the logged
+# learning_rate param is then what ran); a bundle without that id gets the optimizer's argument itself
 ALIASES = {
-    "lr": "optimizer#lr",
-    "learning_rate": "optimizer#lr",
+    "lr": "learning_rate",
+    "learning_rate": "learning_rate",
     "weight_decay": "optimizer#weight_decay",
     "wd": "optimizer#weight_decay",
     "batch_size": "batch_size",
@@ -105,6 +108,9 @@ def parse_grid(entries: list[str]) -> dict[str, list[Any]]:
 
 def _target_id(parser: Any, key: str) -> str:
     config_id = ALIASES.get(key, key)
+    if config_id == "learning_rate":
+        derived = "learning_rate" in parser and "@learning_rate" in json.dumps(parser.get("optimizer", {}), default=str)
+        config_id = "learning_rate" if derived else "optimizer#lr"
     if config_id in parser:
         return config_id
     parent, _, _ = config_id.rpartition("#")

@@ -1,20 +1,22 @@
 """What a bundle run is made of: its executed config, params and tags for MLflow.
 
-MONAI hands config expressions no handle on their parser, so :func:`active_config_parser` finds the
-``ConfigParser`` that is resolving the expression on the call stack. That parser holds the config exactly
-as executed: every ``--key value`` override applied, macros expanded.
+The executed config is MONAI's own export (``save_execute_config``, written with ``--tracking``), read by
+:func:`executed_config`; the values that define a run are also handed to the handler by reference
+(``tracked_params``), so params never depend on that export.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # top-level ids that say where things are on this machine, not what the run is; left out of params
 NON_DEFINING_IDS = {
@@ -27,6 +29,10 @@ NON_DEFINING_IDS = {
     "experiment_name",
     "run_name",
     "save_execute_config",
+    "tracked_params",
+    "register_model_name",
+    "log_model",
+    "tracking_import",
     "is_not_rank0",
     "_meta_",
 }
@@ -40,29 +46,48 @@ COMPONENT_IDS = {
 MAX_PARAM_CHARS = 500
 
 
-def active_config_parser() -> Any | None:
-    """The ``monai.bundle.ConfigParser`` whose expression is being evaluated, or None outside a bundle."""
-    from monai.bundle import ConfigParser
+def executed_config(source: Any = None) -> dict:
+    """The config as it ran, from MONAI's own export of it; ``{}`` (with a loud warning) when there is none.
 
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, ConfigParser):
-                return candidate
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
+    MONAI writes the executed config (every override applied) when a bundle runs with ``--tracking`` (or medseg's
+    commands, which always ask for it): the ``save_execute_config`` id then holds the file's path. The handler
+    receives that id (``"execute_config": "@save_execute_config"``) and reads the file here. MONAI hands config
+    expressions no handle on their parser, and medseg does not go looking for one on the call stack.
 
+    Args:
+        source: a path to MONAI's exported config, a config dict, or None/True/False (no export made).
 
-def executed_config() -> dict:
-    """A copy of the config being run (overrides applied; ``_meta_`` holds metadata.json); ``{}`` outside a bundle.
-
-    Meant for a bundle expression: ``"config": "$medseg.tracking.executed_config()"``.
+    Returns:
+        the config dict (``_meta_`` holds metadata.json), or ``{}``.
     """
-    parser = active_config_parser()
-    return copy.deepcopy(parser.get()) if parser is not None else {}
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    if isinstance(source, (str, Path)) and str(source):
+        literal = MONAI_LITERAL_PATH.match(str(source))
+        if literal and not Path(source).exists():  # see MONAI_LITERAL_PATH
+            source = Path(literal.group(1)) / literal.group(2)
+        try:
+            loaded = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as error:
+            logger.warning(
+                "MLflow: the executed config %s cannot be read (%s); params come from the run's engines", source, error
+            )
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+    return {}
+
+
+# MONAI (patch_bundle_tracking) sets save_execute_config to ``output_dir + " + '/config_<time>.json'"``: an
+# expression when output_dir is one, but a plain string "DIR + '/config_<time>.json'" when output_dir is given as a
+# path (``--output_dir DIR``); the file itself is written to DIR/config_<time>.json
+MONAI_LITERAL_PATH = re.compile(r"^(.*) \+ '/(config_\d{8}_\d{6}\.json)'$")
+
+MISSING_CONFIG_WARNING = (
+    "MLflow: this run has no executed config (MONAI writes one with --tracking; medseg's commands always ask for "
+    "it). The run's params come from the bundle's tracked_params and the live engines, and config/"
+    "executed_config.json is not logged. Run with --tracking mlflow (python -m monai.bundle run ... --tracking "
+    "mlflow) to record the full config."
+)
 
 
 def _lookup(config: dict, config_id: str) -> Any:
@@ -213,7 +238,8 @@ def run_tags(
 
     Returns:
         ``medseg.bundle``, ``medseg.bundle_version``, ``mlflow.source.git.commit``, ``medseg.git_dirty``,
-        ``medseg.datalist_sha256``, ``medseg.version.<package>``, ``medseg.device``.
+        ``medseg.datalist_sha256``, ``medseg.version.<package>``, ``medseg.device``, ``mlflow.user``,
+        ``mlflow.source.name`` (the bundle folder), ``mlflow.source.type``.
     """
     metadata = metadata or {}
     tags = {
@@ -228,9 +254,22 @@ def run_tags(
         tags["medseg.datalist_sha256"] = sha256_of(datalist) or "unreadable"
     for name, found in package_versions().items():
         tags[f"medseg.version.{name}"] = found
+    tags.update(source_tags(metadata, bundle_root))
     if device is not None:
         tags["medseg.device"] = str(device)
     return tags
+
+
+def source_tags(metadata: dict | None, bundle_root: str | Path | None) -> dict[str, str]:
+    """MLflow's own ``mlflow.user`` and ``mlflow.source.*`` tags (the UI's Created-by and Source columns)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = "unknown"
+    name = str(Path(bundle_root).resolve()) if bundle_root else str((metadata or {}).get("name", "medseg"))
+    return {"mlflow.user": user, "mlflow.source.name": name, "mlflow.source.type": "LOCAL"}
 
 
 def datalist_name(datalist: str | Path | None) -> str | None:

@@ -109,23 +109,28 @@ def compare_curves_png(
         the written path.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(metric_keys), figsize=(5 * len(metric_keys), 3.8), squeeze=False)
+    width = 4.6 * len(metric_keys) + 2.6  # room for the legend on the right
+    fig, axes = plt.subplots(1, len(metric_keys), figsize=(width, 3.8), squeeze=False)
     for ax, key in zip(axes[0], metric_keys, strict=True):
         for label, metrics in curves.items():
             points = sorted(metrics.get(key, ()))
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
         ax.set(xlabel="epoch", ylabel=key, title=key)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", fontsize="x-small")
-    return _save(fig, out)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:  # outside the axes, so no curve is hidden behind it
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0 - 2.5 / width, 0.5), fontsize="x-small")
+        fig.tight_layout(rect=(0, 0, 1.0 - 2.6 / width, 1))
+    return _save(fig, out, layout=not handles)
 
 
-def _save(fig, out: str | Path) -> Path:
+def _save(fig, out: str | Path, layout: bool = True) -> Path:
     """Write a figure as PNG (creating the folder) and free it."""
     plt = _pyplot()
 
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

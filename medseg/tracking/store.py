@@ -12,11 +12,14 @@ Nothing here imports MLflow, so the CLI stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 ENV_HOME = "MEDSEG_HOME"
@@ -32,7 +35,10 @@ def medseg_home() -> Path:
 def sqlite_uri(db_path: str | Path) -> str:
     """An absolute ``sqlite:///`` URI for a database file (the folder is created)."""
     db_path = Path(db_path).expanduser().resolve()
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable home: opening the store fails later, and the run falls back (open_client)
+        pass
     return f"sqlite:///{db_path.as_posix()}"
 
 
@@ -89,6 +95,121 @@ def server_reachable(tracking_uri: str, timeout: float = 5.0) -> bool:
             return True
     except OSError:
         return False
+
+
+# bounded HTTP: MLflow's defaults (120 s timeout, 7 retries with back-off) froze training for minutes when a
+# server stopped answering; these make a dead server known within seconds. An environment value still wins.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+def bound_http_requests() -> None:
+    """Set MLflow's HTTP timeout and retries to :data:`HTTP_LIMITS` unless the environment sets them."""
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for other stores."""
+    return Path(tracking_uri[len("sqlite:///") :]) if tracking_uri.startswith("sqlite:///") else None
+
+
+class StoreUnusable(Exception):
+    """The tracking store cannot be opened or written (corrupt file, read-only folder, server error)."""
+
+
+def open_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient`` on a store that answered one request.
+
+    A new SQLite store is created (schema migrations) under a file lock beside the database, so two trainings
+    that start together on a fresh store do not race in MLflow's migration.
+
+    Raises:
+        StoreUnusable: the store cannot be opened (unreachable server, corrupt or unwritable database).
+    """
+    import mlflow
+    from filelock import FileLock, Timeout
+
+    quiet_mlflow()
+    bound_http_requests()
+    path = sqlite_path(tracking_uri)
+    try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(path) + ".lock", timeout=300):
+                client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+                client.search_experiments(max_results=1)  # creates and migrates the schema
+                _check_writable(path)
+        else:
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+            client.search_experiments(max_results=1)
+    except (Exception, Timeout) as error:
+        raise StoreUnusable(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+    return client
+
+
+def _check_writable(db_path: Path) -> None:
+    """A SQLite file that opens read-only would fail on the first write: find out now."""
+    import sqlite3
+
+    connection = sqlite3.connect(str(db_path), timeout=30)
+    try:
+        connection.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only file or folder
+        connection.rollback()
+    finally:
+        connection.close()
+
+
+def fresh_store_uri(near: str | Path | None = None) -> str:
+    """A new local SQLite store for a run whose store failed: ``<near>/mlflow/mlflow.db`` when that folder is
+    writable, else a new temporary folder."""
+    import tempfile
+    import time
+
+    candidates = [Path(near) / "mlflow"] if near else []
+    for folder in candidates:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+            return sqlite_uri(folder / f"mlflow-{time.strftime('%Y%m%d-%H%M%S')}.db")
+        except OSError:
+            continue
+    return sqlite_uri(Path(tempfile.mkdtemp(prefix="medseg-mlflow-")) / STORE_FILENAME)
+
+
+def dispose(tracking_uri: str) -> None:
+    """Close MLflow's cached SQLAlchemy engine of a SQLite store (open file handles, a locked file on Windows)."""
+    if sqlite_path(tracking_uri) is None:
+        return
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+        store = _tracking_store_registry.get_store(tracking_uri)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+    except Exception:  # disposal is tidying only
+        pass
+
+
+@contextlib.contextmanager
+def fluent_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.start_run``, ``mlflow.pytorch.log_model``) at ``tracking_uri`` for a
+    while, then back. ``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in the environment, which
+    medseg reads to resolve the store: restoring it exactly keeps the next run where it belongs."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None unsets both the fluent URI and the environment variable
 
 
 def quiet_mlflow() -> None:

@@ -11,10 +11,14 @@ from tests.bundles.conftest import TINY, run_workflow
 def test_cardiac_unet_run_lands_in_mlflow_once(phantom_data, tmp_path):
     from mlflow import MlflowClient
 
+    from medseg.tracking import EXECUTE_CONFIG_SETTINGS
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     data = phantom_data("cardiac-png")
+    # as medseg's commands run a bundle: MONAI exports the executed config, which the run records
     run_workflow("cardiac_unet", ("train",), dataset_dir=str(data), output_dir=str(tmp_path / "out"),
-                 tracking_uri=uri, **{**TINY, "max_epochs": 2, "learning_rate": 0.002})
+                 tracking_uri=uri, tracking=EXECUTE_CONFIG_SETTINGS, log_model=False,
+                 **{**TINY, "max_epochs": 2, "learning_rate": 0.002})
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("cardiac_unet/cardiac-png")
@@ -31,7 +35,8 @@ def test_cardiac_unet_run_lands_in_mlflow_once(phantom_data, tmp_path):
     assert params["dataset"] == "cardiac-png" and params["network.out_channels"] == "4"
     assert run.data.tags["medseg.stop_reason"] == "max_epochs"
     assert len(run.data.tags["medseg.datalist_sha256"]) == 64
-    for metric in ("train_loss", "val_loss", "val_mean_dice", "val_dice_left_ventricle", "lr", "epoch_time"):
+    metrics = ("train/loss", "val/loss", "val/mean_dice", "val/dice_left_ventricle", "train/lr", "train/epoch_time")
+    for metric in metrics:
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == [1, 2], metric
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

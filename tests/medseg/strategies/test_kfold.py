@@ -26,7 +26,7 @@ def test_one_model_per_fold_and_an_ensemble(unet_bundle, client, tmp_path, capsy
     assert metrics["test_mean_dice_best_single"] == pytest.approx(summary["test"][summary["best_fold"]])
     children = children_of(client, parent.info.run_id)
     assert sorted(c.data.params["fold"] for c in children) == ["0", "1", "2"]
-    assert all("val_mean_dice" in c.data.metrics and "test_mean_dice" in c.data.metrics for c in children)
+    assert all("val/mean_dice" in c.data.metrics and "test_mean_dice" in c.data.metrics for c in children)
     assert "ensemble" in capsys.readouterr().out
 
 

@@ -40,8 +40,8 @@ def test_interrupted_run_resumes_to_the_same_final_epoch(unet_bundle, client, tm
     assert final["medseg"]["epoch"] == 3 and final["trainer"]["iteration"] == 9
     (run,) = client.search_runs([experiment], f"attributes.run_name = '{name}'")
     assert run.info.status == "FINISHED" and run.data.tags["medseg.resumed_at_epoch"] == "1"
-    assert [s for s, _ in history(client, run.info.run_id, "val_mean_dice")] == [1, 2, 3]  # none repeated or skipped
-    assert [s for s, _ in history(client, run.info.run_id, "train_loss")] == [1, 2, 3]
+    assert [s for s, _ in history(client, run.info.run_id, "val/mean_dice")] == [1, 2, 3]  # none repeated or skipped
+    assert [s for s, _ in history(client, run.info.run_id, "train/loss")] == [1, 2, 3]
     assert not client.search_runs([experiment], "attributes.run_name = 'ignored'")
 
 

@@ -39,7 +39,7 @@ def test_onecycle(unet_bundle, client, tmp_path):
     expected = _expected(
         lambda o: torch.optim.lr_scheduler.OneCycleLR(o, BASE_LR, epochs=2, steps_per_epoch=STEPS_PER_EPOCH), 6
     )
-    logged = history(client, run.info.run_id, "lr_step")
+    logged = history(client, run.info.run_id, "train/lr_step")
     assert [s for s, _ in logged] == list(range(1, 7))
     assert [v for _, v in logged] == pytest.approx(expected)
     assert max(v for _, v in logged) > 2 * logged[0][1]  # it rises, then anneals
@@ -49,7 +49,7 @@ def test_onecycle(unet_bundle, client, tmp_path):
 def test_cosine_cycle_of_one_epoch(unet_bundle, client, tmp_path):
     run = _run(unet_bundle, client, tmp_path, "cosine_epoch", max_epochs=2)
     expected = _expected(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=STEPS_PER_EPOCH), 6)
-    logged = [v for _, v in history(client, run.info.run_id, "lr_step")]
+    logged = [v for _, v in history(client, run.info.run_id, "train/lr_step")]
     assert logged == pytest.approx(expected)
     assert logged[0] == logged[STEPS_PER_EPOCH] == pytest.approx(BASE_LR)  # restarts every epoch
     assert logged[1] < BASE_LR
@@ -58,6 +58,6 @@ def test_cosine_cycle_of_one_epoch(unet_bundle, client, tmp_path):
 def test_step_drop(unet_bundle, client, tmp_path):
     run = _run(unet_bundle, client, tmp_path, "step_drop", max_epochs=3, lr_drop_epoch=2, lr_drop_factor=0.1)
     # the bundle's own StepLR (halving every epoch) is replaced: only the drop after epoch 2 remains
-    logged = history(client, run.info.run_id, "lr")
+    logged = history(client, run.info.run_id, "train/lr")
     assert [s for s, _ in logged] == [1, 2, 3]
     assert [v for _, v in logged] == pytest.approx([0.01, 0.01, 0.001])

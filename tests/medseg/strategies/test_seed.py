@@ -18,7 +18,7 @@ def _run(bundle, client, out, seed):
     run_bundle(bundle, [], {"bundle_root": str(bundle), "output_dir": str(out), "seed": seed, "run_name": name})
     experiment = client.get_experiment_by_name("tiny_unet/tinyphantoms").experiment_id
     (run,) = client.search_runs([experiment], f"attributes.run_name = '{name}'")
-    curves = {k: history(client, run.info.run_id, k) for k in ("train_loss", "val_mean_dice", "val_loss")}
+    curves = {k: history(client, run.info.run_id, k) for k in ("train/loss", "val/mean_dice", "val/loss")}
     return curves, torch.load(out / "model.pt")
 
 
@@ -28,5 +28,5 @@ def test_same_seed_same_run(unet_bundle, client, tmp_path):
     other, other_weights = _run(unet_bundle, client, tmp_path / "c", 12)
     assert first == second
     assert all(torch.equal(first_weights[k], second_weights[k]) for k in first_weights)
-    assert other["train_loss"] != first["train_loss"]
+    assert other["train/loss"] != first["train/loss"]
     assert not all(torch.equal(first_weights[k], other_weights[k]) for k in first_weights)

@@ -26,10 +26,26 @@ def test_two_by_two_sweep(unet_bundle, client, tmp_path, capsys):
     children = children_of(client, parent.info.run_id)
     points = sorted((c.data.params["sweep.loss"], c.data.params["optimizer.lr"]) for c in children)
     assert points == [("dice", "0.001"), ("dice", "0.01"), ("weighted_ce", "0.001"), ("weighted_ce", "0.01")]
-    assert all("val_mean_dice" in c.data.metrics for c in children)
+    assert all("val/mean_dice" in c.data.metrics for c in children)
     assert {c.data.params["loss"] for c in children} == {"DiceLoss", "DiceCELoss"}
+    # what ran is what is logged: the sweep changes learning_rate itself, the optimizer follows it
+    assert all(c.data.params["learning_rate"] == c.data.params["optimizer.lr"] for c in children)
     printed = capsys.readouterr().out
     assert "4 runs of 4 given runs" in printed and "sweep.loss" in printed
+    # the parent: the best child's metrics and params, and a table of every child
+    best_id = parent.data.tags["medseg.best_child_run_id"]
+    best = client.get_run(best_id)
+    assert best_id in {c.info.run_id for c in children}
+    assert best.data.metrics["val/best_mean_dice"] == max(c.data.metrics["val/best_mean_dice"] for c in children)
+    assert parent.data.metrics["val/best_mean_dice"] == best.data.metrics["val/best_mean_dice"]
+    assert parent.data.params["learning_rate"] == best.data.params["learning_rate"]
+    summary = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
+    assert summary == {"summary/children.csv", "summary/children.json"}
+    table = (tmp_path / "table").mkdir() or client.download_artifacts(
+        parent.info.run_id, "summary/children.csv", str(tmp_path / "table")
+    )
+    rows = open(table).read().splitlines()
+    assert len(rows) == 5 and "sweep.loss" in rows[0]
 
 
 @pytest.mark.parametrize(

@@ -44,5 +44,6 @@ def write_bundle(root: Path, dataset_dir: Path, network: str = "unet", name: str
     if network == "flexunet":
         config["network_def"] = dict(FLEXUNET)
     config |= tiny_bundle.documented_block("train")
+    config["log_model"] = False  # logging a model costs seconds; tests/medseg/tracking/test_models.py covers it
     (bundle / "configs" / "train.json").write_text(json.dumps(config, indent=1))
     return bundle

@@ -43,8 +43,13 @@ def test_logged_checkpoint_is_the_best_epochs(tmp_path, session_tracking_store):
     }
     config["early_stop_patience"] = 10
     config["train"]["handlers"].append(
-        {"_target_": "CheckpointSaver", "save_dir": "@output_dir", "save_dict": {"model": "@network"},
-         "save_final": True, "final_filename": "model_final.pt"}
+        {
+            "_target_": "CheckpointSaver",
+            "save_dir": "@output_dir",
+            "save_dict": {"model": "@network"},
+            "save_final": True,
+            "final_filename": "model_final.pt",
+        }
     )
     (bundle / "configs" / "train.json").write_text(json.dumps(config))
     out = tmp_path / "out"
@@ -55,7 +60,8 @@ def test_logged_checkpoint_is_the_best_epochs(tmp_path, session_tracking_store):
     client = mlflow.MlflowClient(f"sqlite:///{(session_tracking_store / 'mlflow.db').as_posix()}")
     experiment = client.get_experiment_by_name(f"{tiny_bundle.BUNDLE_NAME}/{tiny_bundle.DATASET_NAME}")
     run = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
-    assert run.data.metrics["best_val_mean_dice_epoch"] == 1
-    logged = torch.load(client.download_artifacts(run.info.run_id, "checkpoints/model.pt", str(tmp_path)),
-                        weights_only=True)
+    assert run.data.metrics["val/best_mean_dice_epoch"] == 1
+    logged = torch.load(
+        client.download_artifacts(run.info.run_id, "checkpoints/model.pt", str(tmp_path)), weights_only=True
+    )
     assert all(torch.equal(logged[k], best[k]) for k in best)

@@ -47,9 +47,9 @@ def _experiment_runs(client):
 @pytest.fixture(scope="module")
 def two_runs(bundle, client):
     """A plain run (lr 0.01) and one with MONAI's --tracking mlflow (lr 0.05): each must add exactly one run."""
-    tiny_bundle.run_bundle(bundle, max_epochs=MAX_EPOCHS)
+    tiny_bundle.run_bundle(bundle, max_epochs=MAX_EPOCHS, log_model=False)
     after_plain = _experiment_runs(client)
-    tiny_bundle.run_bundle(bundle, tracking="mlflow", learning_rate=0.05, max_epochs=MAX_EPOCHS)
+    tiny_bundle.run_bundle(bundle, tracking="mlflow", learning_rate=0.05, max_epochs=MAX_EPOCHS, log_model=False)
     after_both = _experiment_runs(client)
     return after_plain, after_both
 
@@ -89,10 +89,15 @@ def test_params_define_the_run(two_runs):
         "seed": "7",
         "dataset": tiny_bundle.DATASET_NAME,
         "fold": "0",
-        "key_metric": "val_mean_dice",
+        "key_metric": "val/mean_dice",
+        "learning_rate": "0.01",
+        "data.training_items": "4",
+        "data.validation_items": "2",
     }
     assert {k: params.get(k) for k in expected} == expected
     assert tracked.data.params["optimizer.lr"] == "0.05"  # the command-line override is what was run
+    assert tracked.data.params["learning_rate"] == "0.05"
+    assert float(params["data.class_fraction.square"]) > 0  # from stats.json, by label name
 
 
 def test_tags_identify_code_data_and_machine(two_runs):
@@ -108,15 +113,15 @@ def test_tags_identify_code_data_and_machine(two_runs):
 
 def test_one_metric_point_per_epoch(two_runs, client):
     for run in two_runs[1]:  # the --tracking mlflow run too: MONAI's handler was folded in, not doubled
-        for key in ("train_loss", "val_loss", "val_mean_dice", "lr", "epoch_time"):
+        for key in ("train/loss", "val/loss", "val/mean_dice", "train/lr", "train/epoch_time"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
             assert steps == list(range(1, MAX_EPOCHS + 1)), (key, steps)
-        lrs = [m.value for m in client.get_metric_history(run.info.run_id, "lr")]
+        lrs = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
         assert lrs[1] == pytest.approx(lrs[0] * 0.5)  # StepLR(gamma=0.5) is visible per epoch
         metrics = run.data.metrics
-        best = max(m.value for m in client.get_metric_history(run.info.run_id, "val_mean_dice"))
-        assert metrics["best_val_mean_dice"] == pytest.approx(best)
-        assert 1 <= metrics["best_val_mean_dice_epoch"] <= MAX_EPOCHS
+        best = max(m.value for m in client.get_metric_history(run.info.run_id, "val/mean_dice"))
+        assert metrics["val/best_mean_dice"] == pytest.approx(best)
+        assert 1 <= metrics["val/best_mean_dice_epoch"] <= MAX_EPOCHS
 
 
 def test_artifacts(two_runs, client, tmp_path):
@@ -127,6 +132,8 @@ def test_artifacts(two_runs, client, tmp_path):
         "config/metadata.json",
         "checkpoints/model.pt",
         "plots/learning_curve.png",
+        "data/datalist.json",
+        "data/stats.json",
     } <= set(found)
     assert len([f for f in found if f.startswith("overlays/") and f.endswith(".png")]) == 2  # both validation cases
     config = json.loads(
@@ -137,26 +144,38 @@ def test_artifacts(two_runs, client, tmp_path):
     assert any(f.startswith("extra/config_") for f in _artifacts(client, tracked.info.run_id))
 
 
-def test_compare_two_learning_rates(two_runs, store, tmp_path, capsys):
+def test_compare_two_learning_rates(two_runs, store, tmp_path, capsys, client):
     runs = two_runs[1]
     args = argparse.Namespace(
-        tracking_uri=None, experiment=None, runs=None, metric="val_mean_dice", out=str(tmp_path), order="auto"
+        tracking_uri=None, experiment=None, runs=None, metric="val/mean_dice", out=None, order="auto", all=False
     )
     assert compare_command.run(args) == 0
     out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if line.startswith("run "))
-    assert "optimizer.lr" in header and "learning_rate" in header
-    assert "network" not in header.split()  # same in both runs: not a column
+    differing = next(line for line in out.splitlines() if line.startswith("params that differ: "))
+    # learning_rate and optimizer.lr always vary together: one of them stands for both
+    assert differing == "params that differ: optimizer.lr"
+    assert max(len(line) for line in out.splitlines() if not line.startswith(("learning curves", "MLflow"))) <= 120
     for run in runs:
         assert run.info.run_id[:8] in out
-    assert "0.05" in out and "0.01" in out
-    png = tmp_path / "compare_val_mean_dice.png"
+    assert "lr=0.05" in out and "lr=0.01" in out  # each run labelled by what differs
+    png = store / "compare" / "compare_val_mean_dice.png"  # beside the store by default
     assert png.is_file() and png.stat().st_size > 1000
+    # an evaluation run in the experiment is left out unless --all
+    evaluation = client.create_run(
+        runs[0].info.experiment_id, run_name="an evaluation", tags={"medseg.run_kind": "evaluate"}
+    )
+    client.log_metric(evaluation.info.run_id, "val/mean_dice", 0.99)
+    client.set_terminated(evaluation.info.run_id)
+    assert compare_command.run(args) == 0
+    assert evaluation.info.run_id[:8] not in capsys.readouterr().out
+    assert compare_command.run(argparse.Namespace(**(vars(args) | {"all": True, "out": str(tmp_path)}))) == 0
+    assert evaluation.info.run_id[:8] in capsys.readouterr().out
+    client.delete_run(evaluation.info.run_id)
 
 
 def test_compare_says_what_is_missing(two_runs, client, tmp_path, capsys):
     client.create_experiment("empty one")
-    base = dict(tracking_uri=None, experiment=None, runs=None, metric=None, out=str(tmp_path), order="auto")
+    base = dict(tracking_uri=None, experiment=None, runs=None, metric=None, out=str(tmp_path), order="auto", all=False)
     cases = {
         "no experiment named 'nope'": dict(experiment="nope"),
         "'empty one' has no runs": dict(experiment="empty one"),
@@ -172,7 +191,9 @@ def test_compare_says_what_is_missing(two_runs, client, tmp_path, capsys):
 def test_failing_training_ends_failed_with_the_error(bundle, client, tmp_path):
     before = {r.info.run_id for r in _experiment_runs(client)}
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps it: "Failed to evaluate ConfigExpression"
-        tiny_bundle.run_bundle(bundle, **{"network_def#_target_": "tests.medseg.tracking.tiny_bundle.RaisingUNet"})
+        tiny_bundle.run_bundle(
+            bundle, log_model=False, **{"network_def#_target_": "tests.medseg.tracking.tiny_bundle.RaisingUNet"}
+        )
     assert "phantom failure" in str(raised.value.__cause__)
     (run,) = [r for r in _experiment_runs(client) if r.info.run_id not in before]
     assert run.info.status == "FAILED"
@@ -193,7 +214,7 @@ def test_ctrl_c_ends_killed(bundle, client):
 def test_tracking_uri_override_wins_over_environment(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # would be unreachable if it were used
     other = f"sqlite:///{(tmp_path / 'other.db').as_posix()}"
-    tiny_bundle.run_bundle(bundle, tracking_uri=other, max_epochs=1, experiment_name="override test")
+    tiny_bundle.run_bundle(bundle, tracking_uri=other, max_epochs=1, experiment_name="override test", log_model=False)
     runs = mlflow.MlflowClient(other).search_runs(
         [mlflow.MlflowClient(other).get_experiment_by_name("override test").experiment_id]
     )
@@ -213,15 +234,18 @@ def test_evaluation_run_with_the_evaluate_block(bundle, client):
     before = {r.info.run_id for r in _experiment_runs(client)}
     from monai.bundle import run
 
+    from medseg.tracking import EXECUTE_CONFIG_SETTINGS
+
     run(
         config_file=[str(bundle / "configs" / "train.json"), str(bundle / "configs" / "evaluate.json")],
         meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=False,
+        tracking=EXECUTE_CONFIG_SETTINGS,
     )
     (new,) = [r for r in _experiment_runs(client) if r.info.run_id not in before]
     assert new.info.status == "FINISHED" and "-evaluate-" in new.info.run_name
     assert new.data.params["run_kind"] == "evaluate"
-    assert [m.step for m in client.get_metric_history(new.info.run_id, "val_mean_dice")] == [1]
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "eval/mean_dice")] == [1]
     found = _artifacts(client, new.info.run_id)
     assert "extra/report.html" in found and "config/executed_config.json" in found
     assert not any(f.startswith("checkpoints/") for f in found)

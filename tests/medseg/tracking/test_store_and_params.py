@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -47,7 +48,11 @@ def test_closed_port_is_unreachable():
 
 
 def test_run_names_are_unique_and_say_what_ran():
-    first, second = naming.run_name("isic unet"), naming.run_name("isic unet")
+    first = naming.run_name("isic unet")
+    # one name per bundle run: MONAI parses the config twice (--tracking), and output_dir is named after the run
+    assert naming.run_name("isic unet") == first and naming.run_name("isic unet", "evaluate") != first
+    naming.release(first)  # the run started: the next run gets its own name
+    second = naming.run_name("isic unet")
     assert first != second
     assert first.startswith("isic_unet-train-")
     assert naming.experiment_name("isic_unet", "isic2018") == "isic_unet/isic2018"
@@ -94,18 +99,27 @@ def test_config_params_follow_references_and_skip_machinery():
     }
 
 
-def test_executed_config_sees_overrides():
-    parser = ConfigParser(
-        {
-            "tracking_import": "$import medseg.tracking as medseg_tracking",
-            "learning_rate": 0.1,
-            "seen": "$medseg_tracking.executed_config()",
-        }
-    )
+def test_executed_config_comes_from_monais_export(tmp_path):
+    """No stack walking: the config is MONAI's own export (a file path), or a dict, or nothing."""
+    exported = tmp_path / "out" / "config_20261129_120000.json"
+    exported.parent.mkdir()
+    exported.write_text(json.dumps({"learning_rate": 0.5, "_meta_": {"name": "b"}}))
+    assert bundle_info.executed_config(str(exported))["learning_rate"] == 0.5
+    # MONAI's literal form when output_dir was given as a path: "DIR + '/config_<time>.json'"
+    literal = f"{exported.parent} + '/{exported.name}'"
+    assert bundle_info.executed_config(literal)["learning_rate"] == 0.5
+    assert bundle_info.executed_config({"a": 1}) == {"a": 1}
+    for nothing in (None, True, False, str(tmp_path / "missing.json")):
+        assert bundle_info.executed_config(nothing) == {}
+    # MONAI's run exports the config with the overrides applied when asked (what medseg's commands do)
+    parser = ConfigParser({"output_dir": str(tmp_path / "run"), "learning_rate": 0.1, "save_execute_config": True})
     parser.update({"learning_rate": 0.5})
-    seen = parser.get_parsed_content("seen")
-    assert seen["learning_rate"] == 0.5
-    assert bundle_info.executed_config() == {}  # outside a bundle
+    from monai.bundle import ConfigWorkflow
+
+    from medseg.tracking import EXECUTE_CONFIG_SETTINGS
+
+    ConfigWorkflow.patch_bundle_tracking(parser, EXECUTE_CONFIG_SETTINGS)
+    assert bundle_info.executed_config(parser.get_parsed_content("save_execute_config"))["learning_rate"] == 0.5
 
 
 def test_tags_hash_the_datalist_and_name_the_commit(tmp_path):

@@ -48,8 +48,15 @@ def write_dataset(
         Image.fromarray(image).save(folder / f"case{i}.png")
         Image.fromarray(label).save(folder / f"case{i}_seg.png")
         fold = i % folds if i < n_train else -1
-        items.append({"image": f"case{i}.png", "label": f"case{i}_seg.png", "case_id": f"case{i}",
-                      "group_id": f"case{i}", "fold": fold})
+        items.append(
+            {
+                "image": f"case{i}.png",
+                "label": f"case{i}_seg.png",
+                "case_id": f"case{i}",
+                "group_id": f"case{i}",
+                "fold": fold,
+            }
+        )
         if i < n_train:
             pixels["1"] += int(label.sum())
             pixels["0"] += int(label.size - label.sum())
@@ -66,8 +73,11 @@ def write_dataset(
     path.write_text(json.dumps(datalist))
     total = sum(pixels.values())
     fractions = {k: v / total for k, v in pixels.items()}
-    stats = {"class_frequency": {"training": {"pixels": pixels, "fraction": fractions,
-                                              "items_with_class": {"0": n_train, "1": n_train}}}}
+    stats = {
+        "class_frequency": {
+            "training": {"pixels": pixels, "fraction": fractions, "items_with_class": {"0": n_train, "1": n_train}}
+        }
+    }
     (folder / "stats.json").write_text(json.dumps(stats))
     return path
 
@@ -235,9 +245,15 @@ def write_bundle(root: Path, dataset_dir: Path, network_target: str = "UNet", na
 
 
 def run_bundle(bundle: Path, **override) -> None:
-    """``python -m monai.bundle run`` in-process."""
+    """``python -m monai.bundle run`` in-process, asking MONAI to export the executed config as medseg's commands
+    do (``tracking=None`` runs it as a plain ``python -m monai.bundle run`` without ``--tracking``)."""
     from monai.bundle import run
 
+    from medseg.tracking import EXECUTE_CONFIG_SETTINGS
+
+    override.setdefault("tracking", EXECUTE_CONFIG_SETTINGS)
+    if override["tracking"] is None:
+        del override["tracking"]
     run(
         config_file=str(bundle / "configs" / "train.json"),
         meta_file=str(bundle / "configs" / "metadata.json"),
@@ -265,3 +281,21 @@ class InterruptedUNet(RaisingUNet):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, fail_on_call=2, error=KeyboardInterrupt, **kwargs)
+
+
+class SigtermUNet(UNet):
+    """A UNet that sends SIGTERM to its own process on its fourth forward pass (the second epoch's first
+    training step: two training steps and one validation step per epoch), as SLURM or ``docker stop`` would."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().forward(x)

@@ -52,7 +52,9 @@ def _modality(fp: dict[str, Any]) -> str:
 
 def _intensity(fp: dict[str, Any], current: list) -> tuple[list, str]:
     stats, modality = fp["intensity"], _modality(fp)
-    if "MR" in modality.upper().split() or modality.upper().startswith("MR"):
+    # 8-bit exports (PNG slices) already carry a display window; raw MRI values have an arbitrary scale per scanner.
+    # On the 8-bit cardiac sample, z-scoring trained slower than fixed scaling (benchmarks/README.md, recipe search)
+    if modality.upper().startswith("MR") and not stats["eight_bit"]:
         zscore = [{"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": False, "channel_wise": True}]
         return zscore, (
             f"{modality}: intensities have no physical unit and vary by scanner (mean {stats['mean']}, max "

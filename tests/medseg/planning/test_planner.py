@@ -39,7 +39,7 @@ def test_plan_follows_the_data_and_fits_the_budget(phantom_data):  # noqa: F811
     n_train, n_val = counts["training"], counts["validation"]
     assert plan["spatial_size"] == [96, 96]
     assert plan["batch_size"] == min(16, n_train)
-    assert plan["intensity_transforms"][0]["_target_"] == "NormalizeIntensityd"  # MRI: z-score
+    assert plan["intensity_transforms"][0]["_target_"] == "ScaleIntensityd"  # 8-bit MRI slices: keep the scaling
     steps = -(-n_train // plan["batch_size"])
     epoch_seconds = 0.5 * steps + 0.5 / plan["batch_size"] * 0.35 * n_val  # timed steps + validation estimate
     assert plan["max_epochs"] == int(120 // epoch_seconds) >= 1
@@ -67,6 +67,12 @@ def test_budget_shorter_than_one_epoch_is_one_line(phantom_data, capsys, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--time_budget 'soon'" in err[0]
     assert not out.exists()
+
+
+def test_raw_mri_is_z_scored(phantom_data):  # noqa: F811
+    plan = make_plan("cardiac_dynunet", phantom_data("acdc"), "5m", timer=fake_timer(0.1))
+    assert plan["intensity_transforms"][0]["_target_"] == "NormalizeIntensityd"
+    assert "z-score" in plan["plan"]["reasons"]["intensity_transforms"]
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("15m", 900), ("90s", 90), ("1h30m", 5400), (45, 45), ("2.5m", 150)])

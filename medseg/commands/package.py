@@ -18,7 +18,11 @@ TTA_PRESETS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="source bundle folder, e.g. bundles/isic_unet")
-    parser.add_argument("--run", required=True, help="MLflow run id (its best checkpoint is used) or a checkpoint file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="MLflow run id (its best checkpoint is used), k-fold parent run, or checkpoint")
+    source.add_argument(
+        "--model", help="a registered MLflow model: models:/NAME/VERSION or models:/NAME@ALIAS (its training run)"
+    )
     parser.add_argument("--out", required=True, help="folder to write <bundle>_v<version>/ and its .zip into")
     parser.add_argument("--version", default=None, help="X.Y.Z (default: the bundle's version, patch bumped)")
     parser.add_argument("--schema", default=None, help="metadata schema (default: bundles/schema/meta_schema.json)")
@@ -45,9 +49,18 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         postprocessing = _read_decision(args.postprocessing) if args.postprocessing else None
+        run = args.run
+        if args.model:  # the registry names a version; the package is built from the run that logged it
+            import tempfile
+
+            from medseg.tracking import resolve_model_checkpoint
+
+            with tempfile.TemporaryDirectory(prefix="medseg-model-") as work:
+                run = resolve_model_checkpoint(args.model, args.tracking_uri, work)[1].run_id
+            print(f"{args.model}: logged by run {run}")
         result = package(
             args.bundle,
-            args.run,
+            run,
             args.out,
             version=args.version,
             schema=args.schema,

@@ -146,3 +146,28 @@ def test_package_from_mlflow_run(source_bundle, schema, tmp_path):
     assert "best_val_mean_dice | 0.5200" in card and run_id in card and "learning_curves.png" in card
     assert (result.folder / "docs" / "learning_curves.png").is_file()
     assert "isic phantoms (12 images)" in card
+
+
+def test_package_from_a_registered_model_uses_the_run_that_logged_it(monkeypatch, tmp_path, capsys):
+    """``--model models:/NAME/VERSION`` resolves through the registry (medseg.tracking) to its training run."""
+    import types
+
+    import medseg.sharing.package as package_module
+    import medseg.tracking as tracking
+    from medseg.cli import main
+
+    seen = {}
+
+    def resolve(uri, tracking_uri, work):
+        seen["uri"] = uri
+        return tmp_path / "model.pt", types.SimpleNamespace(run_id="abc123")
+
+    def fake_package(bundle, run, out, **kwargs):
+        seen["run"] = run
+        return types.SimpleNamespace(version="0.1.1", folder=tmp_path / "f", zip=tmp_path / "f.zip")
+
+    monkeypatch.setattr(tracking, "resolve_model_checkpoint", resolve)
+    monkeypatch.setattr(package_module, "package", fake_package)
+    assert main(["package", "--bundle", "isic_unet", "--model", "models:/lesions/3", "--out", str(tmp_path)]) == 0
+    assert seen == {"uri": "models:/lesions/3", "run": "abc123"}
+    assert "logged by run abc123" in capsys.readouterr().out

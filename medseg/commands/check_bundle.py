@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the report; exit status 0 when the bundle passes, 1 when it fails or cannot be read."""
+    """Print the report; exit status 0 when the bundle passes, 2 when it fails or cannot be read (bad input)."""
     from medseg.sharing.archive import open_bundle
     from medseg.sharing.check import check_bundle
     from medseg.sharing.errors import SharingError
@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
             print(report.format(verbose=not args.quiet))
     except SharingError as exc:
         print(f"medseg check-bundle: {exc}", file=sys.stderr)
-        return 1
-    return 0 if report.passed else 1
+        return 2
+    return 0 if report.passed else 2

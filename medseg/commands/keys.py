@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         pair = new_keys(args.out, args.name)
     except SharingError as exc:
         print(f"medseg keys: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(f"private key: {pair.private} (keep it secret; sign with: medseg package ... --sign {pair.private})")
     print(f"public key:  {pair.public} (give it to those who run your models: --trusted_keys FOLDER_WITH_IT)")
     print(f"key id: {pair.key_id}")

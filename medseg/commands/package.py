@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except SharingError as exc:
         print(f"medseg package: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(
         f"packaged version {result.version} in {time.perf_counter() - started:.1f}s: {result.folder} and {result.zip}"
     )

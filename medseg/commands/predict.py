@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except SharingError as exc:
         print(f"medseg predict: {exc}", file=sys.stderr)
-        return 1
+        return 2
     inputs = len({row["input"] for row in result.rows})
     print(
         f"segmented {inputs} input(s) in {time.perf_counter() - started:.1f}s; "

@@ -143,10 +143,10 @@ def test_config_payload_never_runs(name, package_copy, images, clean_masks, tmp_
 
     # not re-hashed: refused, one line naming the changed file
     code, out, _ = _cli(["check-bundle", str(package_copy), "--quiet"], capsys)
-    assert code == 1 and problem in out
+    assert code == 2 and problem in out
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "o1")], capsys)  # fmt: skip
-    assert code == 1 and len(err.strip().splitlines()) == 1 and problem in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and problem in err
     assert not sentinel.exists() and not (tmp_path / "o1").exists()
 
     # re-hashed (unsigned): a shipped pickle is still refused; otherwise the manifest is intact, so predict runs
@@ -156,9 +156,9 @@ def test_config_payload_never_runs(name, package_copy, images, clean_masks, tmp_
     assert "information for those who would --trust" in out and changed in out
     command = ["predict", "--bundle", str(package_copy), "--input", str(images), "--output", str(tmp_path / "o2")]
     if shipped_pickle:
-        assert code == 1 and f"{shipped_pickle}: is a" in out and "pickle" in out
+        assert code == 2 and f"{shipped_pickle}: is a" in out and "pickle" in out
         code, _, err = _cli(command, capsys)
-        assert code == 1 and len(err.strip().splitlines()) == 1 and shipped_pickle in err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and shipped_pickle in err
     else:
         assert code == 0
         assert _cli(command, capsys)[0] == 0
@@ -182,10 +182,10 @@ def test_rehashed_payload_in_signed_package_refused(package_copy, images, tmp_pa
     args = ["--require-signed", "--trusted-keys", str(tmp_path / "keys")]
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "out"), *args], capsys)  # fmt: skip
-    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
     assert "manifest.json: was changed after it was signed" in err
     code, out, _ = _cli(["check-bundle", str(package_copy), *args], capsys)
-    assert code == 1 and "was changed after it was signed" in out
+    assert code == 2 and "was changed after it was signed" in out
     assert not sentinel.exists()
 
 
@@ -199,18 +199,18 @@ def test_swapped_weights_with_updated_hash(package_copy, images, tmp_path, capsy
     save_file({k: v * 0 for k, v in load_file(weights).items()}, str(weights))
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "o1")], capsys)  # fmt: skip
-    assert code == 1 and "models/model.safetensors: sha256 does not match" in err  # not re-hashed
+    assert code == 2 and "models/model.safetensors: sha256 does not match" in err  # not re-hashed
     _rehash(package_copy)
     args = ["--require-signed", "--trusted-keys", str(tmp_path / "keys")]
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "o2"), *args], capsys)  # fmt: skip
-    assert code == 1 and "manifest.json: was changed after it was signed" in err
+    assert code == 2 and "manifest.json: was changed after it was signed" in err
     # re-signed with the attacker's own key: not a trusted key
     attacker = new_keys(tmp_path / "attacker")
     sign_manifest(package_copy / MANIFEST_NAME, attacker.private, package_copy / "manifest.sig")
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "o3"), *args], capsys)  # fmt: skip
-    assert code == 1 and "not among the trusted keys" in err and not (tmp_path / "o3").exists()
+    assert code == 2 and "not among the trusted keys" in err and not (tmp_path / "o3").exists()
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_malicious_weights_file_is_never_unpickled(protocol, expected, package_c
     _rehash(package_copy)
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "out")], capsys)  # fmt: skip
-    assert code == 1 and expected in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not sentinel.exists()
 
 
@@ -242,7 +242,7 @@ def test_manifest_cannot_name_code(package_copy, images, tmp_path, capsys):
         (package_copy / MANIFEST_NAME).write_text(json.dumps(changed))
         code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                              str(tmp_path / "out")], capsys)  # fmt: skip
-        assert code == 1 and "manifest.json" in err and expected in err, err
+        assert code == 2 and "manifest.json" in err and expected in err, err
         assert len(err.strip().splitlines()) == 1
 
 
@@ -284,7 +284,7 @@ def test_archive_payloads_refused_before_extraction(name, rgb_package, images, t
     predict = ["predict", "--bundle", str(zip_path), "--input", str(images), "--output", str(tmp_path / "o")]
     for command in (["check-bundle", str(zip_path)], predict):
         code, _, err = _cli(command, capsys)
-        assert code == 1 and expected in err and zip_path.name in err and len(err.strip().splitlines()) == 1
+        assert code == 2 and expected in err and zip_path.name in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() and not (tmp_path.parent / "escape.txt").exists()
     assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("medseg-bundle-*")) == before
 
@@ -293,9 +293,9 @@ def test_extraction_limits_are_configurable(rgb_package, images, tmp_path, capsy
     zip_path = tmp_path / "p.zip"
     make_zip(rgb_package, zip_path)
     code, _, err = _cli(["check-bundle", str(zip_path), "--max-files", "3"], capsys)
-    assert code == 1 and "more than the limit 3" in err
+    assert code == 2 and "more than the limit 3" in err
     code, _, err = _cli(["check-bundle", str(zip_path), "--max-total-mb", "0.01"], capsys)
-    assert code == 1 and "more than the limit" in err and "--max_total_mb" in err
+    assert code == 2 and "more than the limit" in err and "--max_total_mb" in err
     assert _cli(["check-bundle", str(zip_path)], capsys)[0] == 0
 
 
@@ -305,7 +305,7 @@ def test_shipped_code_and_nested_archives_in_a_folder_fail(package_copy, capsys)
     (package_copy / "docs" / "more.zip").write_bytes(b"PK\x03\x04")
     _rehash(package_copy)
     code, out, _ = _cli(["check-bundle", str(package_copy)], capsys)
-    assert code == 1
+    assert code == 2
     assert "scripts/evil.py: the bundle ships code" in out and "docs/more.zip: is an archive" in out
 
 
@@ -315,7 +315,7 @@ def test_symlink_in_package_refused(package_copy, images, tmp_path, capsys):
     link.symlink_to(target)
     code, _, err = _cli(["predict", "--bundle", str(package_copy), "--input", str(images), "--output",
                          str(tmp_path / "out")], capsys)  # fmt: skip
-    assert code == 1 and "docs/link.md" in err
+    assert code == 2 and "docs/link.md" in err
 
 
 def test_sentinel_helper_is_live(tmp_path):

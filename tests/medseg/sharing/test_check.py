@@ -144,7 +144,7 @@ def test_command_exit_status(bundle_copy, schema, monkeypatch, capsys):
     assert "PASSED" in capsys.readouterr().out
     _edit_inference(bundle_copy, lambda c: c["handlers"].append({"_target_": "os.system"}))
     (bundle_copy / "models" / "model.pt").write_bytes(b"changed")
-    assert cli.main(["check-bundle", str(bundle_copy), "--schema", str(schema), "--quiet"]) == 1
+    assert cli.main(["check-bundle", str(bundle_copy), "--schema", str(schema), "--quiet"]) == 2
     out = capsys.readouterr().out
     assert "outside" in out and "os.system" in out and "FAILED" in out and "was changed" in out
 

@@ -276,7 +276,7 @@ def test_postprocessing_decision_file_is_checked(rgb_bundle, tmp_path, capsys):
     decision.write_text(json.dumps({"classes": {"1": {"largest_component": "yes"}}}))
     args = ["package", "--bundle", str(rgb_bundle), "--run", str(rgb_bundle / "models" / "model.pt"), "--out",
             str(tmp_path / "dist"), "--postprocessing", str(decision)]  # fmt: skip
-    assert cli.main(args) == 1
+    assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert "decision.json: at classes/1/largest_component" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "dist").exists()

@@ -68,7 +68,7 @@ def test_package_unzip_and_both_runners_agree(source_bundle, schema, tmp_path, m
     assert set(meta["model_sha256"]) == {"models/model.pt", "models/model.ts"}
     card = (folder / "docs" / "README.md").read_text()
     assert "not for clinical use" in card.lower() and "no metrics are reported" in card
-    assert cli.main([*args, "--schema", str(schema)]) == 1  # the same version again: refused
+    assert cli.main([*args, "--schema", str(schema)]) == 2  # the same version again: refused
 
     # a colleague unzips it elsewhere and runs it both ways
     shutil.unpack_archive(archive, tmp_path / "colleague")

@@ -128,7 +128,7 @@ def test_bundle_without_manifest_refused_without_trust(bundle_copy, schema, tmp_
     write_rgb_images(tmp_path / "in")
     monkeypatch.setitem(cli.COMMANDS, "predict", ("medseg.commands.predict", "predict"))
     args = ["predict", "--bundle", str(bundle_copy), "--input", str(tmp_path / "in"), "--schema", str(schema)]
-    assert cli.main([*args, "--output", str(tmp_path / "out")]) == 1
+    assert cli.main([*args, "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no manifest.json" in err and "--trust" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

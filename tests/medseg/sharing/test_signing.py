@@ -18,7 +18,7 @@ def test_keys_new_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "lab.key" in out and "lab.pub" in out
     assert stat.S_IMODE((tmp_path / "k" / "lab.key").stat().st_mode) == 0o600
-    assert cli.main(["keys", "new", "--out", str(tmp_path / "k"), "--name", "lab"]) == 1  # never overwrites
+    assert cli.main(["keys", "new", "--out", str(tmp_path / "k"), "--name", "lab"]) == 2  # never overwrites
     assert "already exists" in capsys.readouterr().err
 
 
@@ -63,10 +63,10 @@ def test_predict_require_signed_needs_trusted_keys(rgb_package, tmp_path, capsys
 
     write_rgb_images(tmp_path / "in")
     args = ["predict", "--bundle", str(rgb_package), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")]
-    assert cli.main([*args, "--require-signed"]) == 1
+    assert cli.main([*args, "--require-signed"]) == 2
     assert "--require_signed: needs --trusted_keys DIR" in capsys.readouterr().err
     new_keys(tmp_path / "keys")
-    assert cli.main([*args, "--require-signed", "--trusted-keys", str(tmp_path / "keys")]) == 1
+    assert cli.main([*args, "--require-signed", "--trusted-keys", str(tmp_path / "keys")]) == 2
     err = capsys.readouterr().err
     assert "manifest.json: not signed" in err and len(err.strip().splitlines()) == 1
 
@@ -75,7 +75,7 @@ def test_package_sign_command(rgb_bundle, tmp_path, capsys):
     keys = new_keys(tmp_path / "keys")
     args = ["package", "--bundle", str(rgb_bundle), "--run", str(rgb_bundle / "models" / "model.pt"), "--out",
             str(tmp_path / "dist"), "--schema", str(rgb_bundle / "configs" / "meta_schema.json")]  # fmt: skip
-    assert cli.main([*args, "--sign", str(tmp_path / "nope.key")]) == 1
+    assert cli.main([*args, "--sign", str(tmp_path / "nope.key")]) == 2
     assert "signing key not found" in capsys.readouterr().err
     assert cli.main([*args, "--sign", str(keys.private), "--tta", "flips"]) == 0
     folder = next(p for p in (tmp_path / "dist").iterdir() if p.is_dir())

@@ -98,7 +98,7 @@ def test_package_run(evil_checkpoint, rgb_bundle, tmp_path, monkeypatch, capsys)
     path, sentinel = evil_checkpoint
     monkeypatch.setitem(cli.COMMANDS, "package", cli.COMMANDS["package"])
     args = ["package", "--bundle", str(rgb_bundle), "--run", str(path), "--out", str(tmp_path / "dist")]
-    assert cli.main([*args, "--schema", str(rgb_bundle / "configs" / "meta_schema.json")]) == 1
+    assert cli.main([*args, "--schema", str(rgb_bundle / "configs" / "meta_schema.json")]) == 2
     err = capsys.readouterr().err
     assert "cannot be loaded with weights_only=True" in err and str(path) in err
     assert not sentinel.exists() and not any((tmp_path / "dist").iterdir())

@@ -8,7 +8,6 @@ from medseg.bundle.datalist import list_images, load_datalist, output_extension
 from medseg.bundle.errors import BundleInputError, InputCheckError, Interrupted, find_input_error
 from medseg.bundle.overrides import (
     check_config_files,
-    check_layered,
     check_override_ids,
     check_overrides,
     check_run_settings,
@@ -43,7 +42,6 @@ __all__ = [
     "InputCheckError",
     "Interrupted",
     "check_config_files",
-    "check_layered",
     "check_override_ids",
     "check_overrides",
     "check_run_settings",

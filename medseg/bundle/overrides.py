@@ -158,34 +158,6 @@ def check_overrides() -> None:
     check_override_ids(files, {str(k).replace("::", ID_SEP_KEY): v for k, v in overrides.items()})
 
 
-def check_layered(overlay: str, needs: str = "network_def", base: str = "train.json") -> None:
-    """Stop a run of an override file given alone (``--config_file evaluate.json`` without ``train.json``).
-
-    Meant as the first ``initialize`` expression of an overlay: ``"$medseg.bundle.check_layered('evaluate.json')"``.
-
-    Args:
-        overlay: the overlay's file name, for the message.
-        needs: an id that only the base config defines.
-        base: the config the overlay goes after.
-
-    Raises:
-        BundleInputError: the base config is missing, with the ``--config_file`` to use.
-    """
-    from medseg.tracking.bundle import active_config_parser
-
-    parser = active_config_parser()
-    if parser is None or needs in parser:
-        return
-    pending = _pending_run()
-    given = pending[0] if pending else None
-    given = [given] if isinstance(given, str) else list(given or [])
-    folder = Path(given[0]).parent if given else Path("configs")
-    raise BundleInputError(
-        f"{overlay} is an override file, not a whole config: give it after {base}, "
-        f"--config_file \"['{folder / base}','{folder / overlay}']\""
-    )
-
-
 def check_config_files(config_files: str | Sequence[str]) -> list[str]:
     """Check the ``--config_file`` list before MONAI reads it: each file exists and parses, and the first one is a
     whole config rather than an override file (``evaluate.json`` alone).

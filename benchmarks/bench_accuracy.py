@@ -92,27 +92,28 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
                     tracking_uri: str) -> dict:
     """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary."""
     from medseg.bundle import find_bundle
-    from medseg.planning import make_plan, write_plan
+    from medseg.planning import make_plan, parse_duration, write_plan
 
     bundle = find_bundle(TASKS[task][0])[0]
     layers: list[str] = []
     if recipe == "default":
         plan = make_plan(bundle, fold_dir, budget)
         layers.append(str(write_plan(plan, out / "plans.json")))
-        epochs = plan["max_epochs"]
-    else:
+        epochs = {"max_epochs": plan["max_epochs"]}
+    else:  # the same epochs and the same wall-time limit as the default recipe got
         layers.append(str(REPO_ROOT / "bundles" / "recipes" / f"{bundle.name}_{recipe}.json"))
+        epochs = {"max_epochs": epochs, "time_limit": parse_duration(budget)} if epochs else None
     common = {"dataset_dir": str(fold_dir), "tracking_uri": tracking_uri}
     started = time.perf_counter()
     workflow(bundle, ["train.json", *layers], "train", output_dir=str(out / "train"),
-             **common, **({"max_epochs": epochs} if epochs else {}))
+             **common, **(epochs or {}))
     seconds = time.perf_counter() - started
     as_released = {"postprocessing_decision": None} if recipe != "default" else {}  # v0.1 had no post-processing
     workflow(bundle, ["train.json", *layers, "evaluate.json"], "infer", output_dir=str(out / "eval"),
              ckpt_path=str(out / "train" / "model.pt"), evaluate_section="testing", **common, **as_released)
     summary = json.loads((out / "eval" / "report" / "summary.json").read_text())
     summary["train_seconds"] = seconds
-    summary["epochs"] = epochs
+    summary["epochs"] = (epochs or {}).get("max_epochs")
     return summary
 
 

@@ -140,13 +140,15 @@ class TrainingConsole:
         from medseg.handlers.engine_handlers import attached_handlers
 
         for handler in attached_handlers(engine):
-            run = getattr(handler, "cur_run", None)
-            if run is None or not hasattr(handler, "experiment_name"):
+            recorder = getattr(handler, "recorder", None)  # medseg's MLflowTracking: the run it records
+            run_id = getattr(recorder, "run_id", None)
+            if run_id is None or not hasattr(handler, "experiment_name"):
                 continue
-            uri = str(getattr(handler, "resolved_uri", None) or getattr(handler, "tracking_uri", None) or "")
-            lines = [f"  MLflow: run {handler.run_name} ({run.info.run_id}) in experiment {handler.experiment_name}"]
+            uri = str(getattr(recorder, "tracking_uri", None) or "")
+            experiment_id = getattr(recorder, "experiment_id", None)
+            lines = [f"  MLflow: run {handler.run_name} ({run_id}) in experiment {handler.experiment_name}"]
             if uri.startswith(("http://", "https://")):
-                lines.append(f"  open: {uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+                lines.append(f"  open: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
             elif uri:
                 lines.append(f"  open: mlflow ui --backend-store-uri {uri}")
             return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 import traceback
@@ -75,7 +76,7 @@ class MLflowTracking:
         log_model: bool = True,
         register_model_name: str | None = None,
         system_metrics: bool = True,
-        system_metrics_interval: float = 10.0,
+        system_metrics_interval: float | None = None,
         config: dict | None = None,
     ) -> None:
         store.quiet_mlflow()
@@ -94,7 +95,9 @@ class MLflowTracking:
         self.log_model = log_model
         self.register_model_name = register_model_name or None
         self.system_metrics = system_metrics
-        self.system_metrics_interval = system_metrics_interval
+        # MLflow's own setting when given, else 10 s (MLflow's default)
+        env_interval = os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL")
+        self.system_metrics_interval = float(system_metrics_interval or env_interval or 10.0)
         self.tracking_uri = store.resolve_tracking_uri(tracking_uri)
         bundle = self.metadata.get("name", "bundle")
         self.experiment_name = experiment_name or naming.experiment_name(bundle, bundle_info.datalist_name(datalist))

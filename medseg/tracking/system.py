@@ -44,6 +44,11 @@ class SystemMetrics:
         if self.monitor is not None:
             try:
                 self.monitor.finish()
+                # one last sample after the thread stopped: the end-of-run state, and a record at all for a run
+                # shorter than one sampling interval
+                self.monitor.collect_metrics()
+                self.monitor.publish_metrics(self.monitor.aggregate_metrics())
+                self.monitor.mlflow_logger.flush()
             except Exception:
                 pass
             self.monitor = None

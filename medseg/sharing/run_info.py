@@ -45,6 +45,7 @@ class RunInfo:
     datasets: list[dict[str, str]] = field(default_factory=list)
     folds: list[tuple[str, Path]] = field(default_factory=list)
     fold_scores: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None  # the registered model the run was reached by (models:/NAME/VERSION), if any
 
     @property
     def has_run(self) -> bool:

@@ -10,9 +10,11 @@ Expected layout (the official release; a flat folder of ``patientXXX/`` works to
 
 One case is a patient's ED or ES frame; each of its short-axis slices ``z`` becomes one item
 ``images/patient001_ED_s03.nii.gz`` + ``labels/patient001_ED_s03.nii.gz``: the 2D array ``volume[:, :, z]``
-(axis 0 = NIfTI X), with the in-plane voxel size in the affine and pixdim, and ``spacing`` =
-[axis 0 mm, axis 1 mm] in the item. All slices and both frames of a patient share ``group_id`` so that
-they land in one split and one fold; the splits are stratified by the ACDC group (also the item ``class``).
+(axis 0 = NIfTI X), with the in-plane voxel size in the affine and pixdim, ``spacing`` =
+[axis 0 mm, axis 1 mm] in the item, and ``slice_thickness`` = the distance between slice centres (mm, the
+volume's third pixdim) for the cardiac volumes (:mod:`medseg.clinical`). All slices and both frames of a patient
+share ``group_id`` so that they land in one split and one fold; the splits are stratified by the ACDC group (also
+the item ``class``).
 """
 
 from __future__ import annotations
@@ -200,6 +202,9 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
             "restore the _gt file (only testing/ may lack labels) or use --skip_bad",
         )
     spacing = [round(float(zooms[0]), 6), round(float(zooms[1]), 6)] if len(zooms) >= 2 else [1.0, 1.0]
+    # the third pixdim is the distance between slice centres, which the cardiac volumes need (medseg evaluate,
+    # medseg.clinical); a 2D file or a zero pixdim says nothing about it, so the key is left out then
+    thickness = round(float(zooms[2]), 6) if len(zooms) >= 3 and float(zooms[2]) > 0 else None
     image = _image_dtype(image)
     items = []
     for z in range(image.shape[2]):
@@ -211,6 +216,7 @@ def convert_case(case: Case, out: Path, options) -> list[dict]:
             "phase": phase,
             "slice": z,
             "spacing": spacing,
+            **({"slice_thickness": thickness} if thickness is not None else {}),
             "_size": tuple(int(s) for s in image.shape[:2]),
         }
         if "Group" in info:

@@ -21,8 +21,8 @@ The datalist (``datalist.json``) is Decathlon-style, so ``monai.data.load_decath
 top-level ``name``, ``description``, ``modality``, ``labels``, ``training``, ``validation``, ``testing``,
 ``source`` and ``created_with``; each item has ``image``, ``label`` (when there is ground truth),
 ``case_id``, ``group_id`` and ``fold`` (0..K-1 in the training split; -1 for validation and testing items,
-which are not in the cross-validation pool), and where known ``spacing``, ``phase``, ``slice``, ``class``
-and ``annotated``.
+which are not in the cross-validation pool), and where known ``spacing``, ``slice_thickness`` (distance
+between slice centres, mm), ``phase``, ``slice``, ``class`` and ``annotated``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ACDC converter on its phantom: 2D NIfTI slices, spacing, patient grouping, official splits, bad inputs."""
+"""The ACDC converter on its phantom: 2D NIfTI slices, spacing and slice thickness, patient grouping, official splits,
+bad inputs."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def converted(raw) -> Path:
 def test_slices_spacing_and_labels(raw, converted):
     import nibabel as nib
 
+    from tests.medseg.clinical.phantom_truth import phantom_truth
+
+    truth = phantom_truth(8, seed=1)  # the fixture's phantoms: each patient's (row, column, slice) spacing
     datalist = json.loads((converted / "datalist.json").read_text())
     items = [item for split in SPLITS for item in datalist[split]]
     expected = sum(nib.load(p).shape[2] for p in raw.glob("*/patient*/patient*_frame??.nii.gz"))
@@ -45,6 +49,9 @@ def test_slices_spacing_and_labels(raw, converted):
         patient = item["group_id"]
         source = nib.load(next(raw.glob(f"*/{patient}/{patient}_frame01.nii.gz")))
         assert item["spacing"] == pytest.approx([float(z) for z in source.header.get_zooms()[:2]])
+        # the distance between slice centres: the volume's third pixdim, the generator's drawn slice spacing
+        assert item["slice_thickness"] == pytest.approx(float(source.header.get_zooms()[2]))
+        assert item["slice_thickness"] == truth[patient]["spacing"][2]
         assert item["case_id"] == f"{patient}_{item['phase']}_s{item['slice']:02d}" and item["phase"] in ("ED", "ES")
         info = (raw / source.get_filename().split("/")[-3] / patient / "Info.cfg").read_text()
         assert f"Group: {item['class']}\n" in info

@@ -1,17 +1,22 @@
 """Images per second for batched folder inference (PNG in, masks out) against a raw batched ``model(x)`` loop.
 
-Builds ``isic_flexunet_resnet34``'s ``inference.json`` pipeline the way ``medseg predict`` does
-(``medseg.sharing.inference.load_inference_bundle``: the bundle's loader, preprocessing, inferer and
-post-processing, with random weights saved as ``models/model.pt`` in a temporary copy of the bundle), writes N
-dermoscopy-sized PNGs (768 x 560 by default) and times, alternating the methods so they see the same load:
+Takes ``isic_flexunet_resnet34`` with random weights (saved as ``models/model.pt`` in a temporary copy of the
+bundle), packages it with ``medseg package`` (TTA off, so every method below runs the network once per image unless
+it says otherwise), writes N dermoscopy-sized PNGs (768 x 560 by default) and times, alternating the methods so
+they see the same load:
 
 * **raw**: ``network(x)`` in fp32 over batches of tensors already in memory at the network's input size (no I/O, no
   pre- or post-processing): the ceiling;
-* **batched**: ``medseg.runtime.batched_inference`` (loading in a background thread, the network under the run's
-  amp plan in channels_last where that is faster, ``Invertd`` back to the original size + argmax + PNG mask written in
-  a writer thread), TTA off;
-* **batched + flips TTA**: the same with the 4 flip combinations averaged;
-* **per image**: the current ``medseg predict`` path (``InferenceBundle.segment`` one image at a time, mask written).
+* **batched**: ``medseg.runtime.batched_inference`` on the bundle's own ``inference.json`` pieces
+  (``medseg.sharing.inference.load_inference_bundle``, its inferer without the bundle's flip TTA): loading in a
+  background thread, the network under the run's amp plan in channels_last where that is faster, ``Invertd`` back to
+  the original size + argmax + PNG mask written in a writer thread;
+* **batched + flips TTA**: the same with the 4 flip combinations averaged (4 passes);
+* **medseg predict**: the real command path, ``medseg.sharing.predict.predict`` on the package (manifest model,
+  batches of ``--batch-size`` through ``batched_inference``, masks and ``findings.csv`` written), end to end: its
+  fixed cost (package check, model load) is printed apart;
+* **one image at a time** (``--per-image``): what ``medseg predict`` did before it batched: the package's model
+  ``segment`` on each image, mask written.
 
 Example:
     python benchmarks/bench_inference.py --n 64 --repeats 3
@@ -79,20 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--amp", default="auto")
     parser.add_argument("--num-workers", type=int, default=0, help="batched: 0 = background thread, >0 processes")
-    parser.add_argument("--per-image", action="store_true", help="also time the one-image-at-a-time path")
+    parser.add_argument("--per-image", action="store_true", help="also time predict's old one-image-at-a-time path")
     parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small images, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.width, args.height, args.batch_size, args.repeats = 4, 96, 80, 2, 1
 
+    import contextlib
+    import io
     import logging
 
     import torch
     from monai.transforms import Compose
 
+    from medseg.inference import FlipTTAInferer
     from medseg.runtime import batched_inference, describe_runtime, resolve_amp, resolve_channels_last
+    from medseg.sharing.check import check_bundle
     from medseg.sharing.inference import load_inference_bundle
     from medseg.sharing.inputs import write_png_mask
+    from medseg.sharing.manifest import read_manifest
+    from medseg.sharing.package import package
+    from medseg.sharing.predict import predict
+    from medseg.sharing.shared_model import load_shared_model
 
     torch.set_num_threads(args.threads)
     logging.getLogger().setLevel(logging.WARNING)
@@ -100,7 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tmp.name)
     load_before = os.getloadavg()
     paths = write_images(root / "images", args.n, args.width, args.height)
-    bundle = load_inference_bundle(bundle_with_random_weights(root), "cpu")
+    source = bundle_with_random_weights(root)
+    with contextlib.redirect_stderr(io.StringIO()):  # packaging's own progress lines
+        packaged = package(
+            source, str(source / "models" / "model.pt"), root / "dist", tta={}, batch_size=args.batch_size
+        )
+    started = time.perf_counter()
+    check_bundle(packaged.folder)
+    shared = load_shared_model(packaged.folder, read_manifest(packaged.folder))
+    predict_fixed_s = time.perf_counter() - started
+    bundle = load_inference_bundle(source, "cpu")
+    # the bundle's inferer runs its flip (+ 90-degree) TTA; the batched rows choose theirs with tta=
+    inferer = bundle.inferer.inferer if isinstance(bundle.inferer, FlipTTAInferer) else bundle.inferer
     plan = resolve_amp(args.amp, "cpu")
     channels_last = resolve_channels_last("auto", bundle.network, plan)
     bundle.network.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -129,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle.network,
             pipeline,
             bundle.postprocessing,
-            inferer=bundle.inferer,
+            inferer=inferer,
             amp_plan=plan,
             channels_last=channels_last,
             batch_size=args.batch_size,
@@ -139,19 +163,26 @@ def main(argv: list[str] | None = None) -> int:
         ):
             pass
 
+    def medseg_predict() -> None:
+        out = root / "predicted"
+        shutil.rmtree(out, ignore_errors=True)
+        with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
+            predict(packaged.folder, root / "images", out, device="cpu", batch_size=args.batch_size)
+
     def per_image() -> None:
         out = root / "masks_single"
         out.mkdir(exist_ok=True)
         for path in paths:
-            write_png_mask(bundle.segment({"image": str(path)}, str(path)), out / f"{path.stem}_mask.png", binary)
+            write_png_mask(shared.segment({"image": str(path)}, str(path)), out / f"{path.stem}_mask.png", binary)
 
     methods = {
         "raw model(x) fp32": raw,
         "batched": lambda: batched("none"),
         "batched + flips TTA": lambda: batched("flips"),
+        "medseg predict": medseg_predict,
     }
     if args.per_image:
-        methods["per image (current predict)"] = per_image
+        methods["one image at a time (old)"] = per_image
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats + 1):
         for name, run in methods.items():
@@ -169,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in times.items():
         rate = args.n / statistics.median(values[1:])
         print(f"{name:30s} {rate:9.2f} {rate / base:7.2f}")
+    print(f"medseg predict includes {predict_fixed_s:.1f}s of fixed cost per run (package check, model load)")
     tmp.cleanup()
     return 0
 

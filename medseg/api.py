@@ -221,12 +221,15 @@ def predict(
     schema: PathLike | None = None,
     require_signed: bool = False,
     trusted_keys: PathLike | None = None,
+    section: str | None = None,
+    slice_thickness: float | None = None,
 ) -> Any:
     """Segment images with a packaged bundle, checked first (``medseg predict``).
 
     Args:
         bundle: a bundle folder or ``.zip`` made by ``medseg package``.
-        input: a PNG/JPG image, a NIfTI file, a DICOM series folder, or a folder of them.
+        input: a PNG/JPG image, a NIfTI file, a DICOM series folder, a folder of them, or a ``data_prep``
+            datalist.json (cardiac ED/ES frames of known patients also get ``clinical.csv``).
         output: a new or empty folder outside the input.
         overlay: also write an overlay PNG per image.
         device: ``"cpu"`` or ``"cuda"`` (default: cuda when available).
@@ -234,9 +237,11 @@ def predict(
         schema: the metadata schema to check against (default: the one shipped with medseg).
         require_signed: refuse a package that no trusted key signed.
         trusted_keys: the folder of the senders' ``.pub`` keys (``medseg keys``).
+        section: the datalist section to segment (default: every section); only for a datalist input.
+        slice_thickness: distance between short-axis slices (mm) for the cardiac inputs that record none.
 
     Returns:
-        the prediction result (``.rows`` per written mask, ``.skipped``, ``.output``).
+        the prediction result (``.rows`` per written mask, ``.skipped``, ``.output``, ``.clinical`` per patient).
     """
     from medseg.sharing.predict import predict as run_prediction
 
@@ -247,5 +252,6 @@ def predict(
     return run_prediction(
         str(bundle), str(input), str(output), overlay=overlay, device=device, trust=trust,
         schema=None if schema is None else str(schema), require_signed=require_signed,
-        trusted_keys=None if trusted_keys is None else str(trusted_keys),
+        trusted_keys=None if trusted_keys is None else str(trusted_keys), section=section,
+        slice_thickness=slice_thickness,
     )

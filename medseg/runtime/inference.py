@@ -8,18 +8,24 @@ decollate, postprocess), but
   DataLoader worker processes with ``num_workers``),
 * runs the post-processing (``Invertd`` back to the original size, argmax) and the caller's ``sink`` (writing the
   mask) in a small thread pool while the network runs on the next batch,
-* runs the network under the run's autocast, in channels_last where that is faster, with optional flip TTA.
+* runs the network under the run's autocast, in channels_last where that is faster, with optional flip TTA,
+* batches consecutive images whose preprocessed size agrees (a batch is cut where it changes), and with
+  ``keep_going`` lets an image that fails (unreadable, wrong channels, ...) fail alone.
 
-Results come back in input order. ``medseg predict`` calls it with its bundle's pieces, e.g.::
+Results come back in input order. A bundle's pieces, e.g.::
 
     from monai.transforms import Compose
     results = batched_inference(
-        [{"image": str(p), "source": str(p)} for p in paths], bundle.network,
+        [{"image": str(p), "name": p.stem} for p in paths], bundle.network,
         Compose([bundle.load, bundle.preprocessing]), bundle.postprocessing,
         inferer=bundle.inferer, device=bundle.device, amp_plan=resolve_amp(amp, bundle.device),
         channels_last=resolve_channels_last("auto", bundle.network, plan), batch_size=8,
         sink=lambda source, result: write_png_mask(result["pred"][0].numpy(), out / f"{source['name']}_mask.png", ..))
     for source, result in results: ...   # drives the run; rows for the CSV from result["pred"]
+
+``medseg predict`` passes its loaded model's own steps instead (``prepare``, ``forward`` as the inferer,
+``label_map`` as the post-processing, ``keep_going=True``: :func:`medseg.sharing.predict._predict_images`), so its
+masks are those of the model's one-image ``segment``.
 """
 
 from __future__ import annotations
@@ -103,6 +109,64 @@ def predict_batch(
     return total / len(flips) if len(flips) > 1 else total
 
 
+class _IndexedItems(torch.utils.data.Dataset):
+    """``items[i]`` preprocessed, as ``(i, data, None)``, or ``(i, None, error)`` with ``keep_going``.
+
+    The index travels with the item because a failed item leaves its batch and the preprocessing may drop keys.
+    (Not ``monai.data.Dataset``: its ``apply_transform`` would map a transform over a tuple's elements.)
+    """
+
+    def __init__(self, items: list[dict], preprocessing: Callable[[dict], dict], keep_going: bool) -> None:
+        self.items, self.preprocessing, self.keep_going = items, preprocessing, keep_going
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, Any, BaseException | None]:
+        try:
+            return index, self.preprocessing(self.items[index]), None
+        except Exception as exc:
+            if not self.keep_going:
+                raise
+            return index, None, exc
+
+
+def _shape(data: dict) -> tuple:
+    image = data.get("image")
+    return tuple(image.shape) if hasattr(image, "shape") else ()
+
+
+def _collate_runs(loaded: list[tuple[int, Any, BaseException | None]]) -> tuple[list, list]:
+    """A loaded batch as ``(failed, runs)``: ``(index, error)`` per item that failed, and ``(indices, collated
+    batch or error)`` per run of consecutive items whose ``"image"`` has one shape (a pipeline without a resize
+    keeps each image's size, and images of different sizes cannot be stacked)."""
+    from monai.data import list_data_collate
+
+    failed = [(index, error) for index, _, error in loaded if error is not None]
+    groups: list[tuple[list[int], list[dict]]] = []
+    for index, data, error in loaded:
+        if error is not None:
+            continue
+        if groups and _shape(groups[-1][1][-1]) == _shape(data):
+            groups[-1][0].append(index)
+            groups[-1][1].append(data)
+        else:
+            groups.append(([index], [data]))
+    runs = []
+    for indices, datas in groups:
+        try:
+            runs.append((indices, list_data_collate(datas)))
+        except Exception as exc:  # e.g. items with different keys: those items fail, not the run
+            runs.append((indices, exc))
+    return failed, runs
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
 def batched_inference(
     items: Sequence[dict],
     network: Any,
@@ -116,19 +180,22 @@ def batched_inference(
     batch_size: int = 8,
     num_workers: int = 0,
     tta: str = "none",
-    sink: Callable[[dict], Any] | None = None,
+    sink: Callable[[dict, dict], Any] | None = None,
     writer_threads: int = 1,
+    keep_going: bool = False,
 ) -> Iterator[tuple[dict, dict]]:
     """Run ``network`` over ``items`` in batches; yield ``(input item, post-processed item)`` in input order.
 
     Args:
         items: one dict per image, e.g. ``{"image": "path.png"}``; passed to ``preprocessing``.
-        network: the network, on ``device``, in eval mode (set here too).
-        preprocessing: loads and transforms one item (e.g. the bundle's ``Compose`` starting with ``LoadImaged``);
-            its output ``"image"`` must have the same shape for every item (the network's input size).
+        network: the network, on ``device``, in eval mode (set here too); None when ``inferer`` runs a model of its
+            own (e.g. an ensemble with its own test-time augmentation).
+        preprocessing: loads and transforms one item (e.g. the bundle's ``Compose`` starting with ``LoadImaged``).
+            Consecutive items whose output ``"image"`` has the same shape are batched together; a batch is cut
+            where the shape changes (so a pipeline that resizes to the network's input size batches fully).
         postprocessing: applied to each decollated item with ``"pred"`` added (e.g. the bundle's ``Activationsd``,
             ``Invertd``, ``AsDiscreted``); None keeps the raw prediction.
-        inferer: a MONAI inferer (``network(x)`` when None).
+        inferer: a MONAI inferer, ``inferer(images, network)`` (``network(x)`` when None).
         device: the network's device.
         amp_plan: autocast plan.
         channels_last: feed batches in channels_last.
@@ -140,46 +207,76 @@ def batched_inference(
             named after the input: the preprocessing may drop keys); what it returns is stored under ``"sink"``.
         writer_threads: threads for post-processing and ``sink`` (1 keeps writes in order and leaves the cores to
             the network).
+        keep_going: False: the first error stops the run. True: an image whose loading, preprocessing,
+            post-processing or ``sink`` raises (or whose batch's forward pass raises) gets ``{"error": exception}``
+            as its result, and the other images go on.
 
     Yields:
         ``(input item, post-processed item)`` pairs, in the order of ``items``.
 
     Raises:
         BundleInputError: ``tta`` or ``batch_size`` is not valid.
-        Whatever ``preprocessing``, the network, ``postprocessing`` or ``sink`` raise (the first error stops the run).
+        Whatever ``preprocessing``, the network, ``postprocessing`` or ``sink`` raise, unless ``keep_going``.
     """
-    from monai.data import DataLoader, Dataset, decollate_batch
+    from monai.data import DataLoader, decollate_batch
 
     if tta not in TTA_SETTINGS:
         raise BundleInputError(f"tta: {tta!r} is not a valid setting; use one of {', '.join(TTA_SETTINGS)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise BundleInputError(f"batch_size: {batch_size!r} is not valid; use a whole number of at least 1")
-    network.eval()
-    sources, done = list(items), 0
-    dataset = Dataset(sources, transform=preprocessing)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    if network is not None:
+        network.eval()
+    sources = list(items)
+    dataset = _IndexedItems(sources, preprocessing, keep_going)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_runs)
     batches = loader if num_workers > 0 else prefetch(loader)
 
     def finish(source: dict, item: dict) -> tuple[dict, dict]:
-        out = postprocessing(item) if postprocessing is not None else item
-        if sink is not None:
-            out["sink"] = sink(source, out)
+        try:
+            out = postprocessing(item) if postprocessing is not None else item
+            if sink is not None:
+                out["sink"] = sink(source, out)
+        except Exception as exc:
+            if not keep_going:
+                raise
+            return source, {"error": exc}
         return source, out
 
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=max(1, writer_threads), thread_name_prefix="medseg-write") as pool:
-        for batch in batches:
-            images = batch["image"].to(device)
-            batch["pred"] = predict_batch(images, network, inferer, amp_plan, channels_last, tta).cpu()
-            batch["image"] = batch["image"].cpu() if isinstance(batch["image"], torch.Tensor) else batch["image"]
-            for item in decollate_batch(batch):
-                pending.append(pool.submit(finish, sources[done], item))
-                done += 1
-            # keep at most two batches in flight so memory stays bounded; hand back what is done, in order
-            while len(pending) > 2 * batch_size or (pending and pending[0].done()):
+        try:
+            for failed, runs in batches:
+                outcomes: dict[int, Any] = dict(failed)
+                for indices, batch in runs:
+                    try:
+                        if isinstance(batch, BaseException):
+                            raise batch
+                        images = batch["image"].to(device)
+                        batch["pred"] = predict_batch(images, network, inferer, amp_plan, channels_last, tta).cpu()
+                        image = batch["image"]
+                        batch["image"] = image.cpu() if isinstance(image, torch.Tensor) else image
+                        outcomes.update(zip(indices, decollate_batch(batch), strict=True))
+                    except Exception as exc:
+                        if not keep_going:
+                            raise
+                        outcomes.update((index, exc) for index in indices)
+                for index in sorted(outcomes):
+                    value = outcomes[index]
+                    if isinstance(value, BaseException):
+                        pending.append(_done((sources[index], {"error": value})))
+                    else:
+                        pending.append(pool.submit(finish, sources[index], value))
+                # keep at most two batches in flight so memory stays bounded; hand back what is done, in order
+                while len(pending) > 2 * batch_size or (pending and pending[0].done()):
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            # stopped early (an error, or the caller closed the generator): do not start writes nobody will read
+            for future in pending:
+                future.cancel()
+            if hasattr(batches, "close"):  # the loading thread stops now, not whenever the generator is collected
+                batches.close()
 
 
 class PrefetchDataLoader:

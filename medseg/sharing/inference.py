@@ -1,4 +1,4 @@
-"""Run a bundle's own ``inference.json`` pipeline on one 2D image at a time: ``medseg predict --trust`` only.
+"""Run a bundle's own ``inference.json`` pipeline on 2D images: ``medseg predict --trust`` only.
 
 MONAI configs are Python, so this path runs only for a sender the user trusts; by default ``medseg predict``
 builds the model from the manifest (:mod:`medseg.sharing.shared_model`). ``medseg predict --trust`` and
@@ -33,6 +33,7 @@ class InferenceBundle:
         postprocessing: the postprocessing without ``SaveImaged``.
         metadata: ``configs/metadata.json``.
         device: the torch device.
+        batch_size: images per forward pass when ``medseg predict`` batches a folder of images.
     """
 
     folder: Path
@@ -43,6 +44,7 @@ class InferenceBundle:
     postprocessing: Any
     metadata: dict
     device: Any
+    batch_size: int = 8
 
     @property
     def data_format(self) -> dict:
@@ -58,24 +60,17 @@ class InferenceBundle:
         channel_def = self.data_format.get("outputs", {}).get("pred", {}).get("channel_def", {})
         return {int(k): str(v) for k, v in channel_def.items()} or {0: "background", 1: "foreground"}
 
-    def segment(self, item: dict, source: str) -> Any:
-        """Segment one 2D image.
+    def prepare(self, item: dict, source: str) -> dict:
+        """Load (a path) and preprocess one 2D image with the bundle's own transforms.
 
         Args:
             item: ``{"image": path}`` for a file the bundle's ``LoadImaged`` reads, or ``{"image": MetaTensor}`` of a
                 2D slice (spatial dims only, meta with ``original_channel_dim="no_channel"``).
             source: the input file, for error messages.
 
-        Returns:
-            the label map, a numpy ``uint8`` array with the input's spatial shape (as MONAI reads it).
-
         Raises:
-            SharingError: the image has the wrong number of channels or cannot be processed.
+            SharingError: the image has the wrong number of channels.
         """
-        import numpy as np
-        import torch
-        from monai.data import decollate_batch, list_data_collate
-
         if isinstance(item["image"], str) and self.load is not None:
             item = self.load(item)
         data = self.preprocessing(item)
@@ -91,15 +86,50 @@ class InferenceBundle:
                 f"is {kind} ({channels} channel{plural}) but this model expects {want}",
                 f"convert the image to {want}",
             )
-        batch = list_data_collate([data])
+        return data
+
+    def forward(self, images: Any) -> Any:
+        """The bundle's inferer on a collated ``(N, C, H, W)`` batch, on the bundle's device, without autograd."""
+        import torch
+
         with torch.no_grad():
-            batch["pred"] = self.inferer(batch["image"].to(self.device), self.network)
-        out = self.postprocessing(decollate_batch(batch)[0])
-        pred = out["pred"]
+            return self.inferer(images.to(self.device), self.network)
+
+    def label_map(self, data: dict) -> Any:
+        """One image's label map: the bundle's post-processing of one decollated item with ``"pred"`` added.
+
+        Returns:
+            a numpy ``uint8`` array with the input's spatial shape (as MONAI reads it).
+        """
+        import numpy as np
+        import torch
+
+        if isinstance(data["pred"], torch.Tensor):  # post-process where segment() does: on the bundle's device
+            data = {**data, "pred": data["pred"].to(self.device)}
+        pred = self.postprocessing(data)["pred"]
         pred = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
         if pred.ndim == 3:  # (C, spatial...) -> label map
             pred = pred[0] if pred.shape[0] == 1 else pred.argmax(0)
         return np.rint(pred).astype(np.uint8)
+
+    def segment(self, item: dict, source: str) -> Any:
+        """Segment one 2D image (:meth:`prepare`, :meth:`forward` on a batch of one, :meth:`label_map`).
+
+        Args:
+            item: see :meth:`prepare`.
+            source: the input file, for error messages.
+
+        Returns:
+            the label map, a numpy ``uint8`` array with the input's spatial shape (as MONAI reads it).
+
+        Raises:
+            SharingError: the image has the wrong number of channels or cannot be processed.
+        """
+        from monai.data import decollate_batch, list_data_collate
+
+        batch = list_data_collate([self.prepare(item, source)])
+        batch["pred"] = self.forward(batch["image"])
+        return self.label_map(decollate_batch(batch)[0])
 
     def segment_many(self, items: list[dict], source: str) -> list[Any]:
         """Segment several 2D images one at a time (as ``SupervisedEvaluator`` with batch size 1)."""

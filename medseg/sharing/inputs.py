@@ -7,6 +7,10 @@
 * DICOM: the ``.dcm`` files of one folder and one ``SeriesInstanceUID`` form a series, stacked in
   ``InstanceNumber`` order; the mask is a NIfTI with the series' affine, and ``medseg predict`` also writes a
   DICOM Segmentation referencing the series (:mod:`medseg.sharing.dicom_seg`).
+* a ``data_prep`` ``datalist.json``: the images of its items (every section, or one), each named by its case id.
+
+The ED and ES frames of an ACDC-style patient folder and the items of a datalist that carry a patient and a phase
+are tagged with them (:mod:`medseg.sharing.cardiac`), for the clinical indices.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseg.sharing.errors import SharingError
+
+if TYPE_CHECKING:
+    from medseg.sharing.cardiac import CardiacInput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -41,11 +48,13 @@ class InputCase:
         kind: ``image``, ``nifti`` or ``dicom``.
         files: its files (one, or the series' files).
         name: the output name (relative path without suffix), unique among the inputs.
+        cardiac: the patient and phase (ED/ES) this input is a frame of, when the layout says so; else None.
     """
 
     kind: str
     files: list[Path]
     name: str
+    cardiac: CardiacInput | None = None
 
     @property
     def source(self) -> str:
@@ -75,15 +84,27 @@ class Volume:
     datasets: list = field(default_factory=list)
 
 
-def discover(input_path: str | Path) -> list[InputCase]:
-    """List what to segment under a file or folder (recursively), in a stable order.
+def discover(input_path: str | Path, section: str | None = None) -> list[InputCase]:
+    """List what to segment under a file or folder (recursively), or in a datalist, in a stable order.
+
+    Args:
+        input_path: an image, NIfTI file, DICOM series folder, a folder of them, or a ``datalist.json``.
+        section: the datalist section to segment (default: every section); only for a datalist.
 
     Raises:
-        SharingError: the path does not exist, or holds nothing to segment.
+        SharingError: the path does not exist, holds nothing to segment, or ``section`` is given for another input.
     """
+    from medseg.sharing.cardiac import tag_acdc_frames
+
     input_path = Path(input_path)
     if not input_path.exists():
-        raise SharingError(input_path, "not found", "pass an image, a NIfTI file, a DICOM folder or a folder of them")
+        raise SharingError(
+            input_path, "not found", "pass an image, a NIfTI file, a DICOM folder, a folder of them or a datalist.json"
+        )
+    if input_path.is_file() and input_path.suffix.lower() == ".json":
+        return discover_datalist(input_path, section)
+    if section is not None:
+        raise SharingError("--section", f"applies to a datalist.json input, not to {input_path}", "drop --section")
     files = [input_path] if input_path.is_file() else sorted(p for p in input_path.rglob("*") if p.is_file())
     base = input_path.parent if input_path.is_file() else input_path
     cases: list[InputCase] = []
@@ -112,6 +133,54 @@ def discover(input_path: str | Path) -> list[InputCase]:
     for case in cases:
         if names.count(case.name) > 1:  # e.g. a.png and a.jpg: keep both, named apart
             case.name = f"{case.name}_{_suffix(case.files[0]).lstrip('.').replace('.', '_')}"
+    return tag_acdc_frames(cases, drop_extras=input_path.is_dir())
+
+
+def discover_datalist(path: Path, section: str | None = None) -> list[InputCase]:
+    """The images of a ``data_prep`` datalist's items, named by case id and tagged with their patient and phase.
+
+    Args:
+        path: the ``datalist.json``; item paths are relative to its folder.
+        section: ``training``, ``validation`` or ``testing``; None: every section, in that order.
+
+    Raises:
+        SharingError: not a datalist, the section is missing or empty, or no item has an image.
+    """
+    from medseg.data import DatalistError, read_datalist
+    from medseg.data.datalist import SECTIONS
+    from medseg.sharing.cardiac import cardiac_of_item
+
+    try:
+        data = read_datalist(path)
+    except DatalistError as exc:
+        raise SharingError(path, str(exc).removeprefix(f"{path}: ")) from exc
+    if section is not None and not (isinstance(data.get(section), list) and data[section]):
+        present = [s for s in SECTIONS if isinstance(data.get(s), list) and data[s]]
+        raise SharingError(path, f"has no items in section {section!r}", f"choose --section among {present}")
+    cases: list[InputCase] = []
+    seen: set[Path] = set()
+    names: set[str] = set()
+    for name in [section] if section else SECTIONS:
+        for item in data.get(name) or []:
+            image = item.get("image") if isinstance(item, dict) else None
+            if not isinstance(image, str):
+                continue
+            file = (path.parent / image).resolve()
+            if file in seen:  # an item listed in two sections is segmented once
+                continue
+            seen.add(file)
+            suffix = _suffix(file)
+            kind = "image" if suffix in IMAGE_SUFFIXES else "nifti" if suffix in NIFTI_SUFFIXES else None
+            if kind is None:
+                continue
+            stem = str(item.get("case_id") or _stem(file))
+            unique, k = stem, 2
+            while unique in names:  # two items of one case id must not write one mask file
+                unique, k = f"{stem}_{k}", k + 1
+            names.add(unique)
+            cases.append(InputCase(kind, [file], unique, cardiac_of_item(item)))
+    if not cases:
+        raise SharingError(path, "lists no PNG/JPG/NIfTI image to segment", "check the datalist's 'image' entries")
     return cases
 
 

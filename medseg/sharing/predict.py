@@ -5,9 +5,13 @@ The model is built from the package's ``manifest.json`` and medseg's own code on
 (:mod:`medseg.sharing.inference`). Masks are written in each input's format and geometry (see
 :mod:`medseg.sharing.inputs`), with an optional overlay PNG per image and ``findings.csv``: per image (and per slice
 of a volume) the area of every structure in pixels, in mm^2 when the spacing is known, and for a volume the volume
-in mL. Everything is written into a staging folder that becomes ``--output`` only at the end, so a failed run leaves
-nothing half-written. An unreadable input among many is skipped and listed in ``skipped.csv``; the rest are
-processed. A DICOM series also gets a DICOM Segmentation (:mod:`medseg.sharing.dicom_seg`).
+in mL. Images go through the network ``--batch_size`` at a time, the next batch read while the network runs
+(:func:`medseg.runtime.batched_inference`); the masks are those of one image at a time. Everything is written into
+a staging folder that becomes ``--output`` only at the end, so a failed run leaves nothing half-written. An
+unreadable input among many, in a batch or not, is skipped and listed in ``skipped.csv``; the rest are
+processed. A DICOM series also gets a DICOM Segmentation (:mod:`medseg.sharing.dicom_seg`). When the inputs are
+the ED and ES frames of cardiac patients (an ACDC-style folder, or a datalist whose items carry patient and phase:
+:mod:`medseg.sharing.cardiac`), ``clinical.csv`` gives each patient's indices computed from the predicted masks.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from medseg.sharing.inputs import discover
 
 FINDINGS_NAME = "findings.csv"
 SKIPPED_NAME = "skipped.csv"
+CLINICAL_NAME = "clinical.csv"
 # label value -> overlay colour (RGB); background is not drawn
 PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240)]
 PROGRESS_MIN_FILES = 4
@@ -39,11 +46,17 @@ class PredictResult:
         output: the output folder.
         rows: the rows of ``findings.csv``.
         skipped: ``(input, problem)`` for each input that could not be processed.
+        clinical: each patient's :class:`medseg.clinical.PatientIndices` (written to ``clinical.csv``), None when
+            the inputs are not cardiac frames or the model's labels do not name the cardiac structures.
+        clinical_notes: why the indices were not computed, or which cardiac inputs could not be used (one line
+            each); the per-patient notes are in ``clinical``.
     """
 
     output: Path
     rows: list[dict] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    clinical: list | None = None
+    clinical_notes: list[str] = field(default_factory=list)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -125,20 +138,74 @@ def _areas(label_map: Any, labels: dict[int, str], pixel_mm2: float | None) -> d
     return row
 
 
-def _segment_image(bundle, case, staging: Path, overlay: bool) -> list[dict]:
+def _open_image(path: Path, rgb: bool = False) -> tuple[int, int, Any]:
+    """``(width, height, RGB array or None)`` of an image file, read with PIL (only the header without ``rgb``).
+
+    Raises:
+        SharingError: the file is not an image PIL can read.
+    """
     import numpy as np
     from PIL import Image
 
-    from medseg.sharing.inputs import write_png_mask
-
-    path = case.files[0]
     try:
         with Image.open(path) as img:
             width, height = img.size
-            rgb = np.asarray(img.convert("RGB")) if overlay else None
+            return width, height, np.asarray(img.convert("RGB")) if rgb else None
     except Exception as exc:  # PIL raises several types for a bad file
         raise SharingError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})", "check the file") from exc
-    label_map = bundle.segment({"image": str(path)}, str(path))
+
+
+def _predict_images(model: Any, cases: list) -> Iterator[Any]:
+    """The label map of each image case, in order, predicted ``model.batch_size`` images at a time.
+
+    :func:`medseg.runtime.batched_inference` reads the next batch in a background thread while the network runs on
+    this one, and makes each label map (``Invertd`` back to the image's size, argmax, post-processing) in a writer
+    thread. The steps are the model's own (``prepare``, ``forward``, ``label_map``), as in its one-image
+    ``segment``; only the number of images per forward pass differs. An image that fails (not an image, wrong
+    channels, ...) yields its exception instead, and the others go on. A model without those steps yields None for
+    every image: :func:`_segment_image` then runs its ``segment`` on that image.
+    """
+    from medseg.runtime import batched_inference
+
+    if not all(hasattr(model, step) for step in ("prepare", "forward", "label_map")):
+        yield from (None for _ in cases)
+        return
+
+    def load(item: dict) -> dict:
+        _open_image(Path(item["image"]))  # a file that is not an image: the same one-line problem as one at a time
+        return model.prepare(item, item["image"])
+
+    outcomes = batched_inference(
+        [{"image": str(case.files[0])} for case in cases],
+        None,  # the model's forward runs its own network(s), TTA and autocast
+        load,
+        lambda data: {"label_map": model.label_map(data)},
+        inferer=lambda images, _network: model.forward(images),
+        device=model.device,
+        batch_size=int(getattr(model, "batch_size", 8)),
+        keep_going=True,
+    )
+    try:
+        for _, result in outcomes:
+            yield result["error"] if "error" in result else result["label_map"]
+    finally:
+        outcomes.close()  # stops the loading thread when predict stops early
+
+
+def _segment_image(bundle, case, staging: Path, overlay: bool, clinical=None, label_map: Any = None) -> list[dict]:
+    """Write one image's mask (and overlay) and return its ``findings.csv`` row.
+
+    ``label_map`` is what :func:`_predict_images` gave for it: the label map, the exception that stopped it
+    (raised here), or None (segmented here, one image at a time).
+    """
+    from medseg.sharing.inputs import write_png_mask
+
+    if isinstance(label_map, BaseException):
+        raise label_map
+    path = case.files[0]
+    width, height, rgb = _open_image(path, overlay)
+    if label_map is None:
+        label_map = bundle.segment({"image": str(path)}, str(path))
     if label_map.shape != (width, height):
         raise SharingError(path, f"the mask came out {label_map.shape[::-1]} instead of {(height, width)}")
     mask_path = staging / f"{case.name}_mask.png"
@@ -154,10 +221,13 @@ def _segment_image(bundle, case, staging: Path, overlay: bool) -> list[dict]:
         "width": width,
         "spacing_mm": "",
     }
+    if clinical is not None and case.cardiac is not None:
+        # MONAI reads a PNG columns first; the datalist item's spacing is rows first
+        clinical.add(case.cardiac, label_map.T, None, case.source)
     return [row | _areas(label_map, bundle.labels, None)]
 
 
-def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
+def _segment_volume(bundle, case, staging: Path, overlay: bool, clinical=None) -> list[dict]:
     import numpy as np
 
     from medseg.sharing.inputs import read_dicom_series, read_nifti, slice_item, write_nifti_mask
@@ -212,6 +282,10 @@ def _segment_volume(bundle, case, staging: Path, overlay: bool) -> list[dict]:
                     total[f"{name}_volume_ml"] = round(int(np.count_nonzero(label_map == value)) * voxel_ml, 3)
         total["notes"] = "; ".join(volume.notes)
         rows.append(total)
+    if clinical is not None and case.cardiac is not None:
+        # a 2D file's header has no slice spacing (read_nifti fills in 1 mm): only its in-plane size is passed on
+        header = None if spacing is None else spacing[:2] if volume.squeeze else spacing
+        clinical.add(case.cardiac, label_map, header, case.source)
     return rows
 
 
@@ -238,8 +312,12 @@ def predict(
     require_signed: bool = False,
     trusted_keys: str | Path | None = None,
     limits: Any = None,
+    section: str | None = None,
+    slice_thickness: float | None = None,
+    batch_size: int | None = None,
 ) -> PredictResult:
-    """Check a package, segment every input and write masks, overlays, DICOM SEGs and ``findings.csv``.
+    """Check a package, segment every input and write masks, overlays, DICOM SEGs, ``findings.csv`` and, for
+    cardiac frames, ``clinical.csv``.
 
     Without ``trust`` the model is built from ``manifest.json`` and medseg's own code only
     (:mod:`medseg.sharing.shared_model`); the package must pass :func:`medseg.sharing.check.check_bundle`
@@ -248,7 +326,7 @@ def predict(
 
     Args:
         bundle: a package folder or ``.zip``.
-        input_path: an image, NIfTI file, DICOM series folder, or a folder of them.
+        input_path: an image, NIfTI file, DICOM series folder, a folder of them, or a ``data_prep`` datalist.json.
         output: a new or empty folder outside the input folder.
         overlay: also write an overlay PNG per image (per slice for volumes).
         device: ``cpu`` or ``cuda``.
@@ -257,6 +335,10 @@ def predict(
         require_signed: refuse a package that a key in ``trusted_keys`` has not signed.
         trusted_keys: a folder of the senders' ``*.pub`` keys.
         limits: :class:`medseg.sharing.archive.ExtractionLimits` for a zip.
+        section: the datalist section to segment (default: every section); only for a datalist input.
+        slice_thickness: distance between short-axis slices (mm) for the cardiac inputs that record none.
+        batch_size: images (and a volume's slices) per forward pass; None: the manifest's ``inference.batch_size``
+            (8 with ``trust``). Batches give the same masks as one image at a time.
 
     Returns:
         what was written and skipped.
@@ -268,25 +350,35 @@ def predict(
     from tqdm import tqdm
 
     from medseg.sharing.archive import open_bundle
+    from medseg.sharing.cardiac import ClinicalCollector
     from medseg.sharing.check import check_bundle
 
     if require_signed and not trusted_keys:
         raise SharingError("--require_signed", "needs --trusted_keys DIR", "pass the folder of the senders' .pub keys")
-    cases = discover(input_path)
+    if slice_thickness is not None and not slice_thickness > 0:
+        raise SharingError("--slice_thickness", f"must be a positive number of mm, got {slice_thickness}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise SharingError("--batch_size", f"must be a whole number of at least 1, got {batch_size}")
+    cases = discover(input_path, section)
+    clinical = ClinicalCollector.for_cases(cases, slice_thickness)
     output, staging = prepare_output(output, input_path)
     try:
-        with open_bundle(bundle, limits) as folder:
+        with open_bundle(bundle, limits) as folder, ExitStack() as cleanup:
             report = check_bundle(folder, schema=schema, trusted_keys=trusted_keys, require_signed=require_signed)
             loaded = _load(bundle, folder, report, trust, require_signed, device)
             result = PredictResult(output=output)
             n_files = sum(len(c.files) for c in cases)
             bar = tqdm(cases, desc="segmenting", unit="input", disable=n_files < PROGRESS_MIN_FILES, file=sys.stderr)
+            if batch_size is not None:
+                loaded.batch_size = batch_size
+            # closed when this block ends, also on an error: its loading and writer threads stop before the cleanup
+            predicted = cleanup.enter_context(closing(_predict_images(loaded, [c for c in cases if c.kind == "image"])))
             for case in bar:
                 try:
                     if case.kind == "image":
-                        result.rows += _segment_image(loaded, case, staging, overlay)
+                        result.rows += _segment_image(loaded, case, staging, overlay, clinical, next(predicted))
                     else:
-                        result.rows += _segment_volume(loaded, case, staging, overlay)
+                        result.rows += _segment_volume(loaded, case, staging, overlay, clinical)
                 except SharingError as exc:
                     result.skipped.append((case.source, str(exc)))
                 except Exception as exc:  # one bad file must not stop the others; it is reported
@@ -296,6 +388,13 @@ def predict(
             details = "\n  ".join(problem for _, problem in result.skipped)
             raise SharingError(input_path, f"no input could be segmented:\n  {details}\n", "see the problems above")
         _write_csv(result.rows, staging / FINDINGS_NAME, loaded.labels)
+        if clinical is not None:
+            from medseg.clinical import write_indices_csv
+
+            result.clinical, reason = clinical.indices(loaded.labels)
+            result.clinical_notes = ([reason] if reason else []) + clinical.notes
+            if result.clinical is not None:
+                write_indices_csv(staging / CLINICAL_NAME, result.clinical)
         if result.skipped:
             with open(staging / SKIPPED_NAME, "w", newline="") as f:
                 writer = csv.writer(f)

@@ -26,6 +26,7 @@ class SharedModel:
         networks: the networks in eval mode on ``device``.
         preprocessing: the registered steps (reading excluded).
         device: ``cpu`` or ``cuda``.
+        batch_size: images (or slices) per forward pass; the manifest's ``inference.batch_size`` unless set.
     """
 
     folder: Path
@@ -33,6 +34,11 @@ class SharedModel:
     networks: list
     preprocessing: Any
     device: str
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            self.batch_size = int(self.manifest["inference"].get("batch_size", 8))
 
     @property
     def labels(self) -> dict[int, str]:
@@ -46,7 +52,12 @@ class SharedModel:
     def metadata(self) -> dict:
         return self.manifest
 
-    def _prepare(self, item: dict, source: str) -> dict:
+    def prepare(self, item: dict, source: str) -> dict:
+        """Read (a path) or take (an in-memory slice) one 2D image and run the registered steps.
+
+        Raises:
+            SharingError: the image has the wrong number of channels.
+        """
         from monai.transforms import EnsureChannelFirstd, LoadImaged
 
         if isinstance(item["image"], str | Path):
@@ -67,11 +78,13 @@ class SharedModel:
 
     def probabilities(self, images: Any) -> Any:
         """Mean softmax over the ensemble and the TTA augmentations of a (N, C, H, W) batch."""
+        import torch
+
         from medseg.sharing.runtime import inference_context
         from medseg.sharing.tta import tta_softmax
 
         inference = self.manifest["inference"]
-        images = images.to(self.device)
+        images = torch.as_tensor(images).as_subclass(torch.Tensor).to(self.device)  # a collated MetaTensor too
         total = None
         with inference_context(self.device, bool(inference.get("amp", True))):
             for network in self.networks:
@@ -79,14 +92,17 @@ class SharedModel:
                 total = probs if total is None else total + probs
         return (total / len(self.networks)).float().cpu()
 
-    def segment_many(self, items: list[dict], source: str) -> list[Any]:
-        """Segment 2D images (paths or in-memory slices), in batches.
+    def forward(self, images: Any) -> Any:
+        """A batch's output as :meth:`label_map` takes it: its :meth:`probabilities`."""
+        return self.probabilities(images)
+
+    def label_map(self, data: dict) -> Any:
+        """One image's label map from its prepared ``data`` with ``"pred"`` (its probabilities) added.
+
+        ``Invertd`` back to the input's geometry, argmax, then the manifest's per-class post-processing.
 
         Returns:
-            one ``uint8`` label map per item, in the input's spatial shape (as MONAI reads it).
-
-        Raises:
-            SharingError: an image has the wrong number of channels.
+            a ``uint8`` label map in the input's spatial shape (as MONAI reads it).
         """
         import numpy as np
         import torch
@@ -95,20 +111,31 @@ class SharedModel:
 
         from medseg.sharing.postprocess import apply_decision
 
-        prepared = [self._prepare(item, source) for item in items]
         invert = Invertd(keys="pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False)
-        classes = self.manifest["postprocessing"].get("classes", {})
+        data = dict(data)
+        data["pred"] = MetaTensor(data["pred"], meta=dict(data["image"].meta))
+        prob = invert(data)["pred"]
+        label_map = torch.as_tensor(prob).argmax(0, keepdim=True).to(torch.uint8)
+        label_map = apply_decision(label_map, self.manifest["postprocessing"].get("classes", {}))
+        return np.asarray(torch.as_tensor(label_map)[0].cpu().numpy(), dtype=np.uint8)
+
+    def segment_many(self, items: list[dict], source: str) -> list[Any]:
+        """Segment 2D images (paths or in-memory slices), ``batch_size`` at a time.
+
+        Returns:
+            one ``uint8`` label map per item, in the input's spatial shape (as MONAI reads it).
+
+        Raises:
+            SharingError: an image has the wrong number of channels.
+        """
+        import torch
+
+        prepared = [self.prepare(item, source) for item in items]
         results = []
-        for chunk in _same_shape_batches(prepared, int(self.manifest["inference"].get("batch_size", 8))):
+        for chunk in _same_shape_batches(prepared, int(self.batch_size)):
             images = torch.stack([torch.as_tensor(d["image"]).as_subclass(torch.Tensor) for d in chunk])
             probs = self.probabilities(images)
-            for data, prob in zip(chunk, probs, strict=True):
-                data = dict(data)
-                data["pred"] = MetaTensor(prob, meta=dict(data["image"].meta))
-                prob = invert(data)["pred"]
-                label_map = torch.as_tensor(prob).argmax(0, keepdim=True).to(torch.uint8)
-                label_map = apply_decision(label_map, classes)
-                results.append(np.asarray(torch.as_tensor(label_map)[0].cpu().numpy(), dtype=np.uint8))
+            results += [self.label_map({**data, "pred": prob}) for data, prob in zip(chunk, probs, strict=True)]
         return results
 
     def segment(self, item: dict, source: str) -> Any:

@@ -1,4 +1,5 @@
-"""batched_inference: same masks as one image at a time, input order, original sizes, TTA, bad settings."""
+"""batched_inference: same masks as one image at a time, input order, original sizes, TTA, bad settings, failed
+items kept apart (keep_going), batches cut where the image size changes."""
 
 from __future__ import annotations
 
@@ -166,3 +167,62 @@ def test_prefetch_data_loader_is_a_loader_that_raises():
         for batch in failing:
             seen.append(batch)
     assert len(seen) == 1  # the first batch arrived, the second raised (ThreadDataLoader would just stop)
+
+
+def test_keep_going_fails_items_alone_in_order(pngs, tmp_path):
+    pre, post, net = pipeline()
+    expected = one_at_a_time(pngs, pre, post, net)
+    missing = tmp_path / "missing.png"
+    items = [{"image": str(p)} for p in pngs[:2]] + [{"image": str(missing)}] + [{"image": str(p)} for p in pngs[2:]]
+
+    def flaky_post(item):
+        if item["image"].meta["filename_or_obj"].endswith("case3.png"):
+            raise ValueError("bad post-processing")
+        return post(item)
+
+    pairs = list(batched_inference(items, net, pre, flaky_post, batch_size=3, keep_going=True))
+    assert [s["image"] for s, _ in pairs] == [i["image"] for i in items]
+    results = [r for _, r in pairs]
+    assert isinstance(results[2]["error"], RuntimeError) and isinstance(results[4]["error"], ValueError)
+    for item, image in {0: 0, 1: 1, 3: 2, 5: 4}.items():  # the others, case3.png (item 4) excepted
+        np.testing.assert_array_equal(results[item]["pred"][0].numpy(), expected[image])
+
+
+def test_keep_going_fails_a_batch_whose_forward_fails(pngs):
+    pre, post, net = pipeline()
+
+    def inferer(images, network):
+        if len(images) == 1:  # the last batch of 5 images by 2
+            raise RuntimeError("out of memory")
+        return network(images)
+
+    items = [{"image": str(p)} for p in pngs]
+    results = [r for _, r in batched_inference(items, net, pre, post, inferer=inferer, batch_size=2, keep_going=True)]
+    assert ["error" in r for r in results] == [False, False, False, False, True]
+    assert str(results[4]["error"]) == "out of memory"
+
+
+def test_images_of_different_sizes_are_batched_by_shape(pngs):
+    """Without a resize each image keeps its size: a batch is cut where the shape changes."""
+    pre = Compose(
+        [
+            LoadImaged("image", image_only=True),
+            EnsureChannelFirstd("image"),
+            ScaleIntensityRanged("image", 0, 255, 0, 1),
+        ]
+    )
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 2, 3, padding=1).eval()
+    post = AsDiscreted("pred", argmax=True)
+    paths = [pngs[1], pngs[1], pngs[0], pngs[1]]  # 32x32, 32x32, 40x30, 32x32
+    sizes = []
+
+    def inferer(images, network):
+        sizes.append(tuple(images.shape))
+        return network(images)
+
+    items = [{"image": str(p)} for p in paths]
+    results = [r["pred"] for _, r in batched_inference(items, net, pre, post, inferer=inferer, batch_size=4)]
+    assert sizes == [(2, 1, 32, 32), (1, 1, 30, 40), (1, 1, 32, 32)]
+    np.testing.assert_array_equal(results[0], one_at_a_time([pngs[1]], pre, post, net)[0][None])
+    assert [tuple(r.shape) for r in results] == [(1, 32, 32), (1, 32, 32), (1, 30, 40), (1, 32, 32)]

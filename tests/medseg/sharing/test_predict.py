@@ -64,6 +64,7 @@ def test_nifti_volume_keeps_affine_and_reports_volume(grey_package, schema, tmp_
         count = int((data == value).sum())
         assert int(total[f"{name}_area_px"]) == count
         assert float(total[f"{name}_volume_ml"]) == pytest.approx(count * 1.5 * 1.5 * 8 / 1000, abs=1e-3)
+    assert not (tmp_path / "out" / "clinical.csv").exists()  # no patient or phase known: no clinical read-out
 
 
 @pytest.mark.realdata

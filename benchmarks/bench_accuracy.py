@@ -7,7 +7,9 @@ cross-validation pool, grouped as the converter groups them), then for every rec
    selection, early stopping, post-processing choice), training = the other K-2 folds;
 2. ``default`` recipe: ``medseg plan`` for the fold and the time budget, then trains the bundle with
    ``train.json`` + ``plans.json``; ``v0.1`` recipe: ``train.json`` + ``bundles/recipes/<bundle>_v0.1.json``
-   (the first release's settings) with the same number of epochs, so both get the same training time;
+   (the first release's settings) with the number of epochs the plan's timed steps say fit the budget (the plan
+   itself sets twice that as an upper bound, see ``medseg.planning.planner.EPOCH_MARGIN``) and the same time limit,
+   so both get the same training time;
 3. evaluates the best checkpoint on the held-out (testing) fold through ``evaluate.json`` (the default path: TTA and the
    post-processing chosen on the training run's validation data, where the recipe has them);
 4. reads per-class Dice, IoU and HD95 and the ISIC thresholded Jaccard from the report's ``summary.json``.
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", help="write the aggregated results here")
     args = parser.parse_args(argv)
+    from medseg.planning.planner import EPOCH_MARGIN
     if not SHARED.is_dir():
         print(f"bench: {SHARED} not found (set MEDSEG_SHARED_DATA)", file=sys.stderr)
         return 2
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             for recipe in args.recipes:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe
                 summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri)
-                epochs = summary["epochs"]
+                if recipe == "default":
+                    epochs = summary["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 per_recipe[recipe].append(summary)
                 print(f"{task} fold {fold} {recipe}: mean Dice {summary['metrics'].get('mean_dice')} in "
                       f"{summary['train_seconds'] / 60:.1f} min ({epochs} epochs)", flush=True)

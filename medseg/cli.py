@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "progressive": ("medseg.commands.progressive", "train at growing sizes, each from the last stage's best"),
     "kfold": ("medseg.commands.kfold", "k-fold training, then best single model vs mean ensemble on the test split"),
     "sweep": ("medseg.commands.sweep", "grid of training runs as child MLflow runs, then the compare table"),
+    "compare-networks": (
+        "medseg.commands.compare_networks",
+        "registered networks side by side under one recipe: cross-validated table, plot, nested MLflow runs",
+    ),
 }
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 ALIAS_NOTE = "Every --name_with_underscores option is also accepted as --name-with-underscores."

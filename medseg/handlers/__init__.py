@@ -5,8 +5,9 @@ Modules are imported on use (``medseg.handlers.metrics``, ``medseg.handlers.repo
 """
 
 from medseg.handlers.checkpoint import BundleCheckpointLoader
+from medseg.handlers.early_stopping import SmoothedScore
 from medseg.handlers.input_errors import InputErrorHandler
 from medseg.handlers.postprocessing import ChoosePostprocessing
 from medseg.handlers.time_budget import TimeBudget
 
-__all__ = ["BundleCheckpointLoader", "ChoosePostprocessing", "InputErrorHandler", "TimeBudget"]
+__all__ = ["BundleCheckpointLoader", "ChoosePostprocessing", "InputErrorHandler", "SmoothedScore", "TimeBudget"]

@@ -17,7 +17,8 @@ class TimeBudget:
 
     ``medseg plan`` sizes ``max_epochs`` to fit the budget from timed steps; this handler makes the budget hold
     when the machine turns out slower (another job, thermal limits). The run ends as a normal run does: the final
-    checkpoint is saved and the best one stays the best validated epoch.
+    checkpoint is saved and the best one stays the best validated epoch. The first epoch always completes, so that
+    a run has at least one validated checkpoint (``model.pt``) whatever the budget.
 
     Args:
         seconds: the budget; None or 0 turns the handler off.
@@ -40,6 +41,8 @@ class TimeBudget:
         self.started = time.monotonic()
 
     def _check(self, engine: Engine) -> None:
+        if engine.state.epoch <= 1:
+            return  # still in the first epoch: no validated checkpoint exists yet (terminating skips validation)
         if self.started is not None and time.monotonic() - self.started > self.seconds:
             logger.info(
                 "time budget of %.0fs spent at epoch %d, iteration %d: training stops",

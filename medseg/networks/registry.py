@@ -12,8 +12,12 @@ from pathlib import Path
 
 __all__ = ["NETWORKS", "RegisteredNetwork", "UnknownNetworkError", "get_network", "variant_files"]
 
-#: the folder of the override files, beside the bundles
-VARIANTS_DIR = Path(__file__).resolve().parents[2] / "bundles" / "variants"
+
+def variants_dir() -> Path:
+    """The override files: ``bundles/variants`` found by the bundle rule (a clone's, else the installed copy)."""
+    from medseg.bundle.paths import shared_file
+
+    return shared_file("variants")
 
 
 class UnknownNetworkError(ValueError):
@@ -99,7 +103,7 @@ def variant_files(name: str, train_config: str | Path) -> list[str]:
     network = get_network(name)
     files = [str(train_config)]
     if network.variant is not None:
-        path = VARIANTS_DIR / network.variant
+        path = variants_dir() / network.variant
         if not path.is_file():
             raise FileNotFoundError(f"{path}: override file of network {name!r} not found; restore bundles/variants/")
         files.append(str(path))

@@ -14,6 +14,8 @@ from medseg.planning.fingerprint import datalist_digest, fingerprint
 
 PLAN_VERSION = 1
 TIMED_STEPS = 3  # training steps timed after one warm-up step
+#: planned epochs per epoch the timed steps say fit (see make_plan)
+EPOCH_MARGIN = 2
 VAL_COST = 0.35  # one validation image costs about this fraction of one training image (forward only)
 IMBALANCE = 0.01  # a foreground class rarer than this fraction of training pixels gets class weights
 
@@ -208,12 +210,15 @@ def make_plan(
             f"--time_budget {budget:.0f}s is shorter than one epoch here ({epoch:.1f}s: {iterations} steps of "
             f"{seconds:.2f}s and validation); give at least --time_budget {math.ceil(epoch / 60)}m"
         )
-    plan["max_epochs"] = epochs
+    # the estimate misses data loading and handlers and is taken on a machine whose load changes, so it is doubled:
+    # the time limit ends training and BudgetCosineLR anneals to it by the clock, so too many planned epochs cost
+    # nothing, while too few (a timing taken under a passing load) would end training early
+    plan["max_epochs"] = EPOCH_MARGIN * epochs
     plan["time_limit"] = round(budget, 1)
     reasons["max_epochs"] = (
         f"{budget / 60:.1f} min budget / {epoch:.2f}s per epoch ({iterations} steps of {seconds:.3f}s timed here, "
-        f"plus validation of {n_val} images) = {epochs} epochs; the learning-rate schedule spans them and training "
-        "stops at the budget in any case"
+        f"plus validation of {n_val} images) = {epochs} epochs, planned x{EPOCH_MARGIN} = {EPOCH_MARGIN * epochs} as "
+        "an upper bound: training stops at the budget and the learning-rate schedule anneals to whichever comes first"
     )
     if "early_stop_patience" in parser:
         plan["early_stop_patience"] = max(10, epochs // 4)

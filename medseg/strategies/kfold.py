@@ -12,6 +12,7 @@ probabilities), with the same post-processing and mean Dice (background excluded
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,44 @@ def evaluate_models(
         evaluator.run()
         scores["ensemble"] = float(evaluator.state.metrics[TEST_METRIC])
     return scores
+
+
+def write_cv_fold(datalist: str | Path, fold: int, out: str | Path) -> Path:
+    """A dataset folder for an honest cross-validation fold: testing = fold ``fold``, validation = the next fold
+    (checkpoint selection, early stopping, the post-processing choice), training = the others.
+
+    The held-out fold is scored once and never steers training, so the score estimates unseen cases. The folder gets
+    ``datalist.json`` (absolute paths) and a copy of ``stats.json`` (the class frequencies a plan reads).
+
+    Args:
+        datalist: the data_prep datalist, its training items carrying ``fold``.
+        fold: the scored fold.
+        out: the folder to write.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        StrategyError: fewer than three folds (one to score, one to validate, one to train on) or no fold ``fold``.
+    """
+    folds = check_folds(datalist, [fold])
+    available = datalist_folds(datalist)
+    if len(available) < 3:
+        raise StrategyError(
+            f"{datalist}: cross-validation with a validation fold needs at least 3 folds, it has {len(available)}; "
+            "convert with python -m data_prep ... --folds 5"
+        )
+    inner = available[(available.index(folds[0]) + 1) % len(available)]
+    data = _read(datalist)
+    items = split_items(datalist, "training")
+    data["training"] = [i for i in items if int(i["fold"]) not in (fold, inner)]
+    data["validation"] = [i for i in items if int(i["fold"]) == inner]
+    data["testing"] = [i for i in items if int(i["fold"]) == fold]
+    data["description"] = f"{data.get('description', '')} [fold {fold} scored, fold {inner} validates]".strip()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "datalist.json").write_text(json.dumps(data, indent=1))
+    stats = Path(datalist).parent / "stats.json"
+    if stats.is_file():
+        shutil.copy(stats, out / "stats.json")
+    return out

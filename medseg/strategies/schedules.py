@@ -14,9 +14,12 @@ beside the ``train/lr`` per epoch that :class:`medseg.handlers.tracking.MLflowTr
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 from monai.handlers import LrScheduleHandler
+from torch.optim.lr_scheduler import LRScheduler
 
 from medseg.handlers.engine_handlers import attached_handlers
 from medseg.handlers.engine_handlers import handler_owner as _owner
@@ -74,3 +77,59 @@ class ScheduleHandler(LrScheduleHandler):
             handlers[0].recorder.log_series(STEP_METRIC, pending)
         except Exception as error:  # tracking never stops training
             logger.warning("MLflow: %s not logged (%s)", STEP_METRIC, error)
+
+
+class BudgetCosineLR(LRScheduler):
+    """Cosine annealing that ends when the training budget ends: after ``max_epochs`` epochs or ``seconds`` of wall
+    time, whichever comes first.
+
+    ``medseg plan`` sizes ``max_epochs`` from a few timed steps, but a real epoch also pays for data loading,
+    validation and the machine's other jobs, so a schedule over ``max_epochs`` alone is cut off half-annealed when
+    the time budget stops training. Stepped once per epoch, this scheduler measures the mean epoch time so far and
+    takes progress as ``max(epochs / max_epochs, epochs * mean epoch seconds / seconds)``; the learning rate follows
+    ``eta_min + (base - eta_min) * (1 + cos(pi * progress)) / 2`` and reaches ``eta_min`` at the budget's end.
+    Without ``seconds`` it is ``CosineAnnealingLR(T_max=max_epochs)``.
+
+    Args:
+        optimizer: the wrapped optimiser.
+        max_epochs: the planned number of epochs.
+        seconds: the wall-time budget of the training run; None or 0 for none.
+        eta_min: the final learning rate.
+        last_epoch: as in torch's schedulers (-1 to start).
+    """
+
+    def __init__(self, optimizer: Any, max_epochs: int, seconds: float | None = None, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
+        if int(max_epochs) < 1:
+            raise ValueError(f"BudgetCosineLR: max_epochs must be at least 1, got {max_epochs}")
+        self.max_epochs = int(max_epochs)
+        self.seconds = float(seconds) if seconds else None
+        self.eta_min = float(eta_min)
+        self.epoch_seconds: list[float] = []
+        self._last_step: float | None = None
+        super().__init__(optimizer, last_epoch)
+
+    def progress(self) -> float:
+        """The fraction of the budget spent after ``last_epoch`` epochs, in [0, 1]."""
+        done = max(self.last_epoch, 0)
+        fraction = done / self.max_epochs
+        if self.seconds and self.epoch_seconds:
+            mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
+            fraction = max(fraction, done * mean / self.seconds)
+        return min(fraction, 1.0)
+
+    def step(self, epoch: int | None = None) -> None:  # noqa: D102 - torch's step, timing each epoch
+        now = time.monotonic()
+        if self._last_step is not None and self.last_epoch >= 1:  # epoch 1 also paid for start-up
+            self.epoch_seconds.append(now - self._last_step)
+        self._last_step = now
+        super().step(epoch)
+
+    def get_lr(self) -> list[float]:  # noqa: D102 - torch's hook
+        scale = (1 + math.cos(math.pi * self.progress())) / 2
+        return [self.eta_min + (base - self.eta_min) * scale for base in self.base_lrs]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Torch's, with the epoch clock restarted: a resumed run's first epoch is timed from its own start."""
+        super().load_state_dict(state_dict)
+        self._last_step = None

@@ -4,7 +4,9 @@ Keys are a short name (``lr``, ``weight_decay``, ``loss``, ``strategy``, ``batch
 ``spatial_size``, ``seed``) or any id of the bundle's config (``network_def#channels``); an id that is not in the
 config, and whose parent is not a component (a ``_target_`` dict that can take a new argument), is an error.
 ``loss`` takes the names in :data:`LOSSES`; ``strategy`` takes override names from ``bundles/strategies/``
-(``none`` for no override).
+(``none`` for no override); ``network`` takes registered network names (:data:`medseg.networks.NETWORKS`: the
+network's override file from ``bundles/variants/`` is layered on the bundle). For networks compared over
+cross-validation folds with a table and plot, ``medseg compare-networks`` does more.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ ALIASES = {
     "spatial_size": "spatial_size",
     "seed": "seed",
 }
-LOSS_KEY, STRATEGY_KEY = "loss", "strategy"
+LOSS_KEY, STRATEGY_KEY, NETWORK_KEY = "loss", "strategy", "network"
 _CLASS_WEIGHTS = (
     "$medseg.strategies.class_weights.class_weight_tensor(@dataset_dir + '/stats.json', "
     "@network_def#out_channels, @device, method='{method}')"
@@ -116,7 +118,7 @@ def _target_id(parser: Any, key: str) -> str:
     parent, _, _ = config_id.rpartition("#")
     if parent and parent in parser and isinstance(parser[parent], dict) and "_target_" in parser[parent]:
         return config_id  # a new argument of a component, e.g. optimizer#weight_decay
-    known = ", ".join([LOSS_KEY, STRATEGY_KEY, *ALIASES])
+    known = ", ".join([LOSS_KEY, STRATEGY_KEY, NETWORK_KEY, *ALIASES])
     raise StrategyError(
         f"unknown grid key {key!r}: it is not a short name ({known}) and the bundle's config has no id "
         f"{config_id!r}; use one of the short names or a config id such as network_def#channels"
@@ -138,8 +140,28 @@ def check_grid(grid: dict[str, list[Any]], parser: Any) -> None:
             for value in values:
                 if str(value) != "none":
                     strategy_file(str(value))
+        elif key == NETWORK_KEY:
+            for value in values:
+                _network_files(str(value))
         else:
             _target_id(parser, key)
+
+
+def _network_files(name: str) -> list[str]:
+    """The override files that switch a bundle to network ``name`` (none for the bundle's own ``unet``)."""
+    from medseg.networks import NETWORKS, UnknownNetworkError, get_network
+    from medseg.networks.registry import variants_dir
+
+    try:
+        variant = get_network(name).variant
+    except UnknownNetworkError as error:
+        raise StrategyError(f"--grid network: {error}") from None
+    if variant is None:
+        return []
+    path = variants_dir() / variant
+    if not path.is_file():
+        raise StrategyError(f"{path}: override file of network {name!r} not found ({', '.join(NETWORKS)} registered)")
+    return [str(path)]
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -160,6 +182,8 @@ def point_overrides(point: dict[str, Any], parser: Any) -> tuple[dict[str, Any],
                 overrides["imports"] = [*imports, *WEIGHTS_IMPORTS]
         elif key == STRATEGY_KEY:
             strategies += [] if str(value) == "none" else [str(value)]
+        elif key == NETWORK_KEY:
+            strategies += _network_files(str(value))
         else:
             overrides[_target_id(parser, key)] = value
     return overrides, strategies

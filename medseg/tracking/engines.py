@@ -96,7 +96,8 @@ def engine_params(trainer: Any, engines: list[Any]) -> dict[str, Any]:
         elif isinstance(handler, LrScheduleHandler):
             scheduler = handler.lr_scheduler
             params.setdefault("lr_scheduler", type(scheduler).__name__)
-            for attr in ("step_size", "gamma", "T_max", "eta_min", "milestones", "factor", "patience", "power"):
+            for attr in ("step_size", "gamma", "T_max", "max_epochs", "seconds", "eta_min", "milestones", "factor",
+                         "patience", "power"):
                 value = getattr(scheduler, attr, None)
                 if isinstance(value, (int, float, list, set)) and not isinstance(value, bool):
                     params.setdefault(f"lr_scheduler.{attr}", sorted(value) if isinstance(value, set) else value)

@@ -2,9 +2,10 @@
 
 For every fold ``k`` (:func:`medseg.strategies.kfold.write_cv_fold`: fold ``k`` is scored, fold ``k+1`` validates,
 the rest trains) and every registered network (:data:`medseg.networks.NETWORKS`), the bundle's ``train.json`` plus
-the network's override file (:func:`medseg.networks.variant_files`) trains to the time budget (the learning-rate
-schedule spans it: :class:`medseg.strategies.schedules.BudgetCosineLR`), then ``evaluate.json`` scores the best
-checkpoint on the scored fold with the bundle's default inference (TTA, the post-processing chosen on validation).
+the network's override file (:func:`medseg.networks.variant_files`) trains for the whole time budget (no early
+stopping; the learning-rate schedule spans it: :class:`medseg.strategies.schedules.BudgetCosineLR`), then
+``evaluate.json`` scores the best checkpoint on the scored fold with the bundle's default inference (TTA, the
+post-processing chosen on validation).
 
 MLflow: one parent run; per network and fold a training child and an evaluation child. The parent holds the
 comparison (``comparison.md``/``.csv``/``.json`` and ``comparison.png``) and per network ``cv/<network>/mean_dice``
@@ -226,6 +227,11 @@ def compare_networks(
     bundle, out = setup.bundle, setup.out
     evaluate_json = str(bundle / "configs" / "evaluate.json")
     layers = {name: variant_files(name, bundle / "configs" / "train.json")[1:] for name in networks}
+    # every network trains for the whole budget: early stopping (a patience tuned for one network) would end a
+    # slow starter early and turn a comparison at equal time into one at unequal time
+    budget = {"max_epochs": EPOCH_CAP, "time_limit": seconds}
+    if "early_stop_patience" in setup.parser:
+        budget["early_stop_patience"] = EPOCH_CAP
     for fold in folds:  # fewer than three folds fails here, before any training
         write_cv_fold(setup.datalist, fold, out / "folds" / f"fold{fold}")
     result = Comparison()
@@ -246,9 +252,8 @@ def compare_networks(
                 child, child_id = parent.child(label, {"medseg.network": name, "medseg.fold": fold},
                                                {"compare.network": name, "compare.fold": fold})
                 started = time.perf_counter()
-                setup.run({"dataset_dir": str(fold_dir), "output_dir": str(run_dir / "train"),
-                           "max_epochs": EPOCH_CAP, "time_limit": seconds, **parent.tracking_overrides(child)},
-                          layers[name])
+                setup.run({"dataset_dir": str(fold_dir), "output_dir": str(run_dir / "train"), **budget,
+                           **parent.tracking_overrides(child)}, layers[name])
                 train_seconds = time.perf_counter() - started
                 parent.end_child(child_id)
                 test_child, test_id = parent.child(f"{label}-test", {"medseg.network": name, "medseg.fold": fold},

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -55,27 +54,6 @@ def convert(task: str, folds: int, out: Path) -> Path:
         if code:
             raise SystemExit(f"bench: converting {SHARED / sample} failed")
     return data
-
-
-def fold_dataset(data: Path, fold: int, folds: int, out: Path) -> Path:
-    """``out`` as a dataset folder for held-out fold ``fold``.
-
-    Testing is fold ``fold`` (scored once, at the end); validation is the next fold (checkpoint selection, early
-    stopping and the post-processing decision: never the scored cases); training is the rest. stats.json is the
-    pool's (class frequencies for the plan's class weights).
-    """
-    from medseg.strategies.kfold import split_items
-
-    items = split_items(data / "datalist.json", "training")
-    inner = (fold + 1) % folds
-    datalist = json.loads((data / "datalist.json").read_text())
-    datalist["training"] = [i for i in items if int(i["fold"]) not in (fold, inner)]
-    datalist["validation"] = [i for i in items if int(i["fold"]) == inner]
-    datalist["testing"] = [i for i in items if int(i["fold"]) == fold]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=1))
-    shutil.copy(data / "stats.json", out / "stats.json")
-    return out
 
 
 def workflow(bundle: Path, files: list[str], kind: str, **override):
@@ -170,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the aggregated results here")
     args = parser.parse_args(argv)
     from medseg.planning.planner import EPOCH_MARGIN
+    from medseg.strategies.kfold import write_cv_fold
     if not SHARED.is_dir():
         print(f"bench: {SHARED} not found (set MEDSEG_SHARED_DATA)", file=sys.stderr)
         return 2
@@ -181,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         data = convert(task, args.folds, out)
         per_recipe: dict[str, list[dict]] = {r: [] for r in args.recipes}
         for fold in args.only_folds or range(args.folds):
-            fold_dir = fold_dataset(data, fold, args.folds, out / task / f"fold{fold}" / "data")
+            fold_dir = write_cv_fold(data / "datalist.json", fold, out / task / f"fold{fold}" / "data")
             epochs = None
             for recipe in args.recipes:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe

@@ -202,16 +202,17 @@ def write_cv_fold(datalist: str | Path, fold: int, out: str | Path) -> Path:
     Raises:
         StrategyError: fewer than three folds (one to score, one to validate, one to train on) or no fold ``fold``.
     """
-    folds = check_folds(datalist, [fold])
+    check_folds(datalist, [fold])
     available = datalist_folds(datalist)
     if len(available) < 3:
         raise StrategyError(
             f"{datalist}: cross-validation with a validation fold needs at least 3 folds, it has {len(available)}; "
             "convert with python -m data_prep ... --folds 5"
         )
-    inner = available[(available.index(folds[0]) + 1) % len(available)]
+    inner = available[(available.index(fold) + 1) % len(available)]
     data = _read(datalist)
-    items = split_items(datalist, "training")
+    base = Path(datalist).resolve().parent
+    items = [_absolute(i, base) for i in data.get("training", [])]
     data["training"] = [i for i in items if int(i["fold"]) not in (fold, inner)]
     data["validation"] = [i for i in items if int(i["fold"]) == inner]
     data["testing"] = [i for i in items if int(i["fold"]) == fold]

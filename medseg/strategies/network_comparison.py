@@ -170,27 +170,17 @@ def write_outputs(rows: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     return files
 
 
-def _parameters(run_dir: Path) -> int | None:
-    """The network's parameter count from the training run's saved weights."""
-    import torch
-
-    checkpoint = run_dir / "model.pt"
-    if not checkpoint.is_file():
-        return None
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = state.get("network", state) if isinstance(state, dict) else state
-    return int(sum(v.numel() for k, v in state.items() if hasattr(v, "numel") and "running_" not in k
-                   and "num_batches_tracked" not in k))
-
-
-def _epochs(parent: Any, run_id: str) -> int | None:
-    """The number of epochs the training child ran: the steps of its ``train/loss`` curve."""
+def _from_run(parent: Any, run_id: str) -> tuple[int | None, int | None]:
+    """``(epochs, parameters)`` of a training child: the steps of its ``train/loss`` curve and the
+    ``network.parameters`` param its bundle logged."""
     from medseg.tracking.engines import TRAIN_LOSS
 
     try:
-        return len(parent.client.get_metric_history(run_id, TRAIN_LOSS)) or None
+        epochs = len(parent.client.get_metric_history(run_id, TRAIN_LOSS)) or None
+        parameters = parent.client.get_run(run_id).data.params.get("network.parameters")
     except Exception:  # tracking fell back or failed: the table shows n/a rather than stopping the comparison
-        return None
+        return None, None
+    return epochs, int(parameters) if parameters else None
 
 
 def compare_networks(
@@ -265,8 +255,9 @@ def compare_networks(
                 eval_seconds = time.perf_counter() - started
                 parent.end_child(test_id)
                 summary = json.loads((run_dir / "eval" / "report" / "summary.json").read_text())
+                epochs, parameters = _from_run(parent, child_id)
                 result.scores.append(FoldScore(name, fold, summary, train_seconds, eval_seconds / max(n_test, 1),
-                                               _epochs(parent, child_id), _parameters(run_dir / "train")))
+                                               epochs, parameters))
                 parent.log_metrics({"test/mean_dice": summary["metrics"].get("mean_dice"),
                                     "train_minutes": train_seconds / 60}, run_id=child_id)
                 print(f"compare-networks: {label}: mean Dice {summary['metrics'].get('mean_dice'):.3f} on fold "

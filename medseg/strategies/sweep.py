@@ -149,19 +149,12 @@ def check_grid(grid: dict[str, list[Any]], parser: Any) -> None:
 
 def _network_files(name: str) -> list[str]:
     """The override files that switch a bundle to network ``name`` (none for the bundle's own ``unet``)."""
-    from medseg.networks import NETWORKS, UnknownNetworkError, get_network
-    from medseg.networks.registry import variants_dir
+    from medseg.networks import UnknownNetworkError, variant_files
 
     try:
-        variant = get_network(name).variant
-    except UnknownNetworkError as error:
+        return variant_files(name, "train.json")[1:]  # the bundle's train.json comes first in every run anyway
+    except (UnknownNetworkError, FileNotFoundError) as error:
         raise StrategyError(f"--grid network: {error}") from None
-    if variant is None:
-        return []
-    path = variants_dir() / variant
-    if not path.is_file():
-        raise StrategyError(f"{path}: override file of network {name!r} not found ({', '.join(NETWORKS)} registered)")
-    return [str(path)]
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

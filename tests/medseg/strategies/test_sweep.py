@@ -63,3 +63,15 @@ def test_bad_grid_stops_before_any_run(unet_bundle, client, tmp_path, capsys, ar
     assert run_command("sweep", ["--bundle", str(unet_bundle), *argv, "--out", str(tmp_path / "s")]) == 2
     assert message in capsys.readouterr().err
     assert len(runs_of(client)) == before and not (tmp_path / "s").exists()
+
+
+def test_network_key_layers_the_variant_file_and_refuses_unknown_names():
+    from medseg.strategies.sweep import check_grid, point_overrides
+
+    grid = parse_grid(["network=[unet,coursework_unet]"])
+    check_grid(grid, parser=None)  # network names need no config lookup
+    assert point_overrides({"network": "unet"}, None) == ({}, [])
+    _, files = point_overrides({"network": "coursework_unet"}, None)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["cardiac_coursework_unet.json"]
+    with pytest.raises(StrategyError, match="--grid network: network 'resnet' is not registered; registered networks"):
+        check_grid(parse_grid(["network=[unet,resnet]"]), parser=None)

@@ -69,17 +69,19 @@ def workflow(bundle: Path, files: list[str], kind: str, **override):
 
 
 def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: str, epochs: int | None,
-                    tracking_uri: str) -> dict:
+                    tracking_uri: str, min_steps: int | None = None) -> dict:
     """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary."""
     from medseg.bundle import find_bundle
     from medseg.planning import make_plan, parse_duration, write_plan
+    from medseg.planning.planner import MIN_STEPS
 
     bundle = find_bundle(TASKS[task][0])[0]
     layers: list[str] = []
     if recipe == "default":
-        plan = make_plan(bundle, fold_dir, budget)
+        plan = make_plan(bundle, fold_dir, budget, min_steps=MIN_STEPS if min_steps is None else min_steps)
         layers.append(str(write_plan(plan, out / "plans.json")))
         epochs = {"max_epochs": plan["max_epochs"]}
+        print(f"{task} {fold_dir.parent.name}: plan trains at {plan['spatial_size']}", flush=True)
     else:  # the same epochs and the same wall-time limit as the default recipe got
         layers.append(str(REPO_ROOT / "bundles" / "recipes" / f"{bundle.name}_{recipe}.json"))
         epochs = {"max_epochs": epochs, "time_limit": parse_duration(budget)} if epochs else None
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only_folds", type=int, nargs="*", help="run these folds only (default: all)")
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=RECIPES)
     parser.add_argument("--time_budget", default="15m", help="training time per fold for the default recipe")
+    parser.add_argument("--min_steps", type=int,
+                        help="the plan's --min_steps for the default recipe (default: medseg plan's; 0: full size)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", help="write the aggregated results here")
     args = parser.parse_args(argv)
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             epochs = None
             for recipe in args.recipes:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe
-                summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri)
+                summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri,
+                                          args.min_steps)
                 if recipe == "default":
                     epochs = summary["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 per_recipe[recipe].append(summary)

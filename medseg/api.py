@@ -154,6 +154,7 @@ def plan(
     time_budget: str | float = "15m",
     *,
     max_size: int | None = None,
+    min_steps: int | None = None,
     out: PathLike | None = None,
 ) -> dict[str, Any]:
     """Auto-configure a bundle for a dataset and a time budget; writes the plan file and returns the plan.
@@ -163,14 +164,18 @@ def plan(
         dataset_dir: the ``data_prep`` output folder (``datalist.json``, ``stats.json``).
         time_budget: wall time for training, ``"15m"``, ``"90s"``, ``"1h"`` or seconds.
         max_size: the largest side to train at (default: the bundle's ``spatial_size``).
+        min_steps: optimiser steps the budget should buy before the training size shrinks (default
+            ``medseg.planning.planner.MIN_STEPS``; 0 keeps the full size).
         out: the plan file (default: ``DATASET_DIR/plans.json``); layer it on ``train.json`` with ``--config_file``.
 
     Returns:
         the plan: config overrides plus ``"plan"`` (its reasons and the file it was written to, ``"path"``).
     """
     from medseg.planning import make_plan, write_plan
+    from medseg.planning.planner import MIN_STEPS
 
-    made = make_plan(bundle, dataset_dir, time_budget, max_size=max_size)
+    made = make_plan(bundle, dataset_dir, time_budget, max_size=max_size,
+                     min_steps=MIN_STEPS if min_steps is None else min_steps)
     path = write_plan(made, Path(out) if out is not None else Path(dataset_dir) / "plans.json")
     made["plan"]["path"] = str(path)
     return made

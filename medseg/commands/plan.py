@@ -12,6 +12,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_dir", required=True, help="data_prep output folder (datalist.json, stats.json)")
     parser.add_argument("--time_budget", default="15m", help="wall time for training, e.g. 15m, 90s, 1h (default: 15m)")
     parser.add_argument("--max_size", type=int, help="largest side to train at (default: the bundle's spatial_size)")
+    parser.add_argument(
+        "--min_steps", type=int,
+        help="training steps the budget should buy; fewer at the full size trains at a smaller size, down to half "
+             "(default: 500; 0 keeps the full size)",
+    )
     parser.add_argument("--out", help="plan file to write (default: DATASET_DIR/plans.json)")
 
 
@@ -21,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from medseg.planning import describe_plan
 
     try:
-        plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size, out=args.out)
+        plan = make_plan(args.bundle, args.dataset_dir, args.time_budget, max_size=args.max_size,
+                         min_steps=args.min_steps, out=args.out)
     except BundleInputError as err:
         print(f"medseg plan: {err}", file=sys.stderr)
         return 2

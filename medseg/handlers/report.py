@@ -20,6 +20,7 @@ import torch
 
 from medseg.metrics.evaluation import score_label_maps
 from medseg.metrics.scores import ISIC_JACCARD_THRESHOLD
+from medseg.transforms.labels import channel_argmax
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _label_map(tensor) -> np.ndarray:
     t = torch.as_tensor(tensor).detach().cpu()
     if t.ndim == 2:
         return t.numpy().astype(np.uint8)
-    labels = t.argmax(dim=0) if t.shape[0] > 1 else t[0].round()
+    labels = channel_argmax(t, dim=0) if t.shape[0] > 1 else t[0].round()
     return labels.numpy().astype(np.uint8)
 
 

@@ -18,6 +18,7 @@ import torch
 from monai.metrics import CumulativeIterationMetric, DiceMetric, MeanIoU
 
 from medseg.metrics import scores as S
+from medseg.transforms.labels import channel_argmax
 
 
 def to_label_map(y: torch.Tensor, num_classes: int | None = None) -> tuple[torch.Tensor, int]:
@@ -28,7 +29,7 @@ def to_label_map(y: torch.Tensor, num_classes: int | None = None) -> tuple[torch
         if num_classes is None:
             raise ValueError("argmax'd (B, 1, ...) input needs num_classes")
         return y[:, 0].long(), int(num_classes)
-    return y.argmax(dim=1), int(y.shape[1])
+    return channel_argmax(y, dim=1), int(y.shape[1])
 
 
 def _present_classes(y_pred: torch.Tensor, y: torch.Tensor, num_classes: int | None) -> torch.Tensor:

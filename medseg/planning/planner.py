@@ -18,6 +18,10 @@ TIMED_STEPS = 3  # training steps timed after one warm-up step
 EPOCH_MARGIN = 2
 VAL_COST = 0.35  # one validation image costs about this fraction of one training image (forward only)
 IMBALANCE = 0.01  # a foreground class rarer than this fraction of training pixels gets class weights
+#: optimiser steps the budget should buy; where it buys fewer at the bundle's size, the training size shrinks down
+#: to the bundle's ``min_spatial_scale`` of it (0.5 for dermoscopy; 1.0, no shrinking, for cardiac, whose thin
+#: myocardium needs every pixel of its 96 x 96 slices)
+MIN_STEPS = 500
 
 
 class PlanError(BundleInputError):
@@ -130,12 +134,29 @@ def time_training(bundle: Path, overrides: dict[str, Any], steps: int = TIMED_ST
     return (time.perf_counter() - started) / steps
 
 
+def _epoch_seconds(step_seconds: float, n_train: int, n_val: int, batch: int) -> float:
+    """One epoch's estimated wall time: its training steps plus the validation forward passes."""
+    return step_seconds * math.ceil(n_train / batch) + step_seconds / batch * VAL_COST * n_val
+
+
+def _fit_steps(side: int, steps: int, min_steps: int, floor: int, k: int) -> int | None:
+    """The side (a multiple of ``k``, at least ``floor``) at which ``steps`` timed at ``side`` would reach
+    ``min_steps``, assuming a step costs in proportion to its pixels; None when ``side`` already buys enough or
+    cannot shrink."""
+    if steps >= min_steps or side <= floor:
+        return None
+    wanted = side * math.sqrt(max(steps, 1) / min_steps)
+    smaller = max(floor, int(wanted // k) * k)
+    return smaller if smaller < side else None
+
+
 def make_plan(
     bundle: str | Path,
     dataset_dir: str | Path,
     time_budget: str | float = "15m",
     max_size: int | None = None,
     timer=time_training,
+    min_steps: int = MIN_STEPS,
 ) -> dict[str, Any]:
     """Plan a bundle's training on a dataset.
 
@@ -145,6 +166,10 @@ def make_plan(
         time_budget: wall time for the whole training (``"15m"``, seconds); the schedule spans it.
         max_size: largest spatial side to train at (default: the bundle's own ``spatial_size``, sized for CPU).
         timer: ``(bundle_folder, overrides) -> seconds per iteration`` (tests pass a fake clock).
+        min_steps: optimiser steps the budget should buy. Where it buys fewer at the full size, training runs at
+            a smaller size (down to the bundle's ``min_spatial_scale`` of it), re-timed there: from random weights,
+            several times the steps at a lower resolution learned more than a few steps at full size in the
+            cross-validated ISIC comparison (benchmarks/README.md). 0 keeps the full size.
 
     Returns:
         the override dict: ids the bundle's configs use, plus ``plan`` (bundle, dataset, sha256, the reasons and
@@ -203,7 +228,24 @@ def make_plan(
     seconds = timer(folder, {"dataset_dir": str(data), **plan})
     iterations = math.ceil(n_train / batch)
     n_val = fp["counts"]["validation"]
-    epoch = seconds * iterations + seconds / batch * VAL_COST * n_val
+    epoch = _epoch_seconds(seconds, n_train, n_val, batch)
+    steps = int(budget // epoch) * iterations
+    scale_floor = float(parser["min_spatial_scale"]) if "min_spatial_scale" in parser else 1.0
+    floor = _divisible(round(side * scale_floor), k)
+    smaller = _fit_steps(side, steps, min_steps, floor, k) if min_steps > 0 else None
+    if smaller is not None:
+        full = (side, seconds, steps)
+        plan["spatial_size"] = [smaller, smaller]
+        seconds = timer(folder, {"dataset_dir": str(data), **plan})
+        epoch = _epoch_seconds(seconds, n_train, n_val, batch)
+        steps = int(budget // epoch) * iterations
+        reasons["spatial_size"] += (
+            f"; at {full[0]}x{full[0]} the budget buys only {full[2]} steps of {full[1]:.2f}s, fewer than "
+            f"{min_steps}, so train at {smaller}x{smaller} ({steps} steps of {seconds:.2f}s; the bundle's "
+            f"min_spatial_scale {scale_floor:g} allows {floor}): from random weights more steps at a lower "
+            "resolution learned more than a few at full size (benchmarks/README.md); predictions are resized back "
+            "to each image's own size"
+        )
     epochs = int(budget // epoch)
     if epochs < 1:
         raise PlanError(

@@ -291,7 +291,7 @@ def write_png_mask(label_map: Any, path: Path, binary: bool) -> None:
     values = label_map.T.astype(np.uint8)  # MONAI's PILReader gives (width, height): back to rows first
     if binary:
         values = (values > 0).astype(np.uint8) * 255
-    Image.fromarray(values, mode="L").save(path)
+    Image.fromarray(values, mode="L").save(path, compress_level=1)  # 3x faster to write than level 6; masks stay KBs
 
 
 def write_nifti_mask(label_map: Any, volume: Volume, path: Path) -> None:

@@ -110,12 +110,13 @@ class SharedModel:
         from monai.transforms import Invertd
 
         from medseg.sharing.postprocess import apply_decision
+        from medseg.transforms.labels import channel_argmax
 
         invert = Invertd(keys="pred", transform=self.preprocessing, orig_keys="image", nearest_interp=False)
         data = dict(data)
         data["pred"] = MetaTensor(data["pred"], meta=dict(data["image"].meta))
         prob = invert(data)["pred"]
-        label_map = torch.as_tensor(prob).argmax(0, keepdim=True).to(torch.uint8)
+        label_map = channel_argmax(prob, 0, keepdim=True).to(torch.uint8)
         label_map = apply_decision(label_map, self.manifest["postprocessing"].get("classes", {}))
         return np.asarray(torch.as_tensor(label_map)[0].cpu().numpy(), dtype=np.uint8)
 

@@ -1,6 +1,7 @@
-"""Dictionary transforms that MONAI lacks, used by the bundles' preprocessing by ``_target_``."""
+"""Dictionary transforms that MONAI lacks, used by the bundles' preprocessing by ``_target_``; label-map helpers."""
 
 from medseg.transforms.annotations import AnnotatedMaskd
 from medseg.transforms.checks import CheckChannelsd, CheckLabelRanged, SqueezeSliced, source_of
+from medseg.transforms.labels import channel_argmax
 
-__all__ = ["AnnotatedMaskd", "CheckChannelsd", "CheckLabelRanged", "SqueezeSliced", "source_of"]
+__all__ = ["AnnotatedMaskd", "CheckChannelsd", "CheckLabelRanged", "SqueezeSliced", "channel_argmax", "source_of"]

@@ -97,3 +97,45 @@ def test_plan_of_another_bundle_or_dataset_is_refused(phantom_data, tmp_path):  
 def test_wrong_bundle_for_the_data_is_one_line(phantom_data):  # noqa: F811
     with pytest.raises(PlanError, match="4 labels but bundle isic_unet predicts 2 classes"):
         make_plan("isic_unet", phantom_data("cardiac-png"), "5m", timer=fake_timer(0.1))
+
+
+def pixel_timer(seconds_at, side_at):
+    """A clock whose step time grows with the pixels of the planned size, as a real step's does."""
+    calls = []
+
+    def timer(folder, overrides):
+        calls.append(overrides)
+        return seconds_at * (overrides["spatial_size"][0] / side_at) ** 2
+
+    timer.calls = calls
+    return timer
+
+
+def test_short_budget_trains_dermoscopy_smaller_for_more_steps(phantom_data):  # noqa: F811
+    data = phantom_data("isic")  # 48 px phantoms: isic_unet plans 48 x 48
+    counts = fingerprint(data)["counts"]
+    full = make_plan("isic_unet", data, "20m", timer=pixel_timer(0.01, 48))
+    assert full["spatial_size"] == [48, 48]  # the budget buys enough steps: full size, timed once
+
+    timer = pixel_timer(2.0, 48)
+    plan = make_plan("isic_unet", data, "2m", timer=timer)
+    # 2 s steps buy far fewer than 500 steps in 2 minutes; dermoscopy's min_spatial_scale 0.5 allows 24 -> 32 px
+    # (a multiple of the UNet's 16)
+    assert plan["spatial_size"] == [32, 32]
+    assert [c["spatial_size"] for c in timer.calls] == [[48, 48], [32, 32]]  # re-timed at the smaller size
+    reason = plan["plan"]["reasons"]["spatial_size"]
+    assert "fewer than 500" in reason and "train at 32x32" in reason
+    step = 2.0 * (32 / 48) ** 2  # the epochs follow the re-timed step, not the full-size one
+    epoch = step * -(-counts["training"] // plan["batch_size"]) + step / plan["batch_size"] * 0.35 * counts[
+        "validation"]
+    assert plan["max_epochs"] == EPOCH_MARGIN * int(120 // epoch)
+
+    kept = make_plan("isic_unet", data, "2m", timer=pixel_timer(2.0, 48), min_steps=0)
+    assert kept["spatial_size"] == [48, 48]  # min_steps 0: the full size whatever the budget
+
+
+def test_cardiac_keeps_its_size_on_a_short_budget(phantom_data):  # noqa: F811
+    # the cardiac bundles' min_spatial_scale is 1: the thin myocardium needs every pixel
+    timer = pixel_timer(2.0, 96)
+    plan = make_plan("cardiac_unet", phantom_data("cardiac-png"), "2m", timer=timer)
+    assert plan["spatial_size"] == [96, 96] and len(timer.calls) == 1

@@ -125,7 +125,7 @@ def verify_files(folder: Path, manifest: dict) -> list[str]:
 _SKIPPED_PRE = ("LoadImaged", "EnsureChannelFirstd", "CheckChannelsd", "SelectItemsd", "EnsureTyped", "ToTensord")
 _SKIPPED_POST = ("Invertd", "SaveImaged", "EnsureTyped", "ToTensord")
 _KNOWN_PRE = ("SqueezeSliced", "ScaleIntensityd", "ScaleIntensityRanged", "NormalizeIntensityd", "Resized")
-_KNOWN_POST = ("Activationsd", "AsDiscreted", "KeepLargestConnectedComponentd", "FillHolesd")
+_KNOWN_POST = ("Activationsd", "AsDiscreted", "ArgmaxLabelsd", "KeepLargestConnectedComponentd", "FillHolesd")
 _IGNORED_ARGS = ("_target_", "keys", "allow_missing_keys", "_disabled_", "_desc_", "_requires_", "_mode_")
 
 
@@ -291,6 +291,9 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
         if name == "Activationsd" and args.get("softmax") and not args.get("sigmoid"):
             continue
         if name == "AsDiscreted" and args.get("argmax") and not args.get("threshold"):
+            seen.add("ArgmaxLabelsd")  # the same step (medseg.transforms.ArgmaxLabelsd is AsDiscreted's argmax)
+            continue
+        if name == "ArgmaxLabelsd":
             continue
         if name in ("KeepLargestConnectedComponentd", "FillHolesd") and args.get("applied_labels"):
             labels = args["applied_labels"]
@@ -304,7 +307,7 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
             "post-process with Activationsd(softmax), Invertd, AsDiscreted(argmax), "
             "KeepLargestConnectedComponentd/FillHolesd(applied_labels)",
         )
-    if not {"Activationsd", "AsDiscreted"} <= seen:
+    if not {"Activationsd", "ArgmaxLabelsd"} <= seen:
         raise SharingError(config_file, "postprocessing is not softmax + argmax", "add Activationsd and AsDiscreted")
     return {"classes": classes}
 

@@ -2,6 +2,14 @@
 
 from medseg.transforms.annotations import AnnotatedMaskd
 from medseg.transforms.checks import CheckChannelsd, CheckLabelRanged, SqueezeSliced, source_of
-from medseg.transforms.labels import channel_argmax
+from medseg.transforms.labels import ArgmaxLabelsd, channel_argmax
 
-__all__ = ["AnnotatedMaskd", "CheckChannelsd", "CheckLabelRanged", "SqueezeSliced", "channel_argmax", "source_of"]
+__all__ = [
+    "AnnotatedMaskd",
+    "ArgmaxLabelsd",
+    "CheckChannelsd",
+    "CheckLabelRanged",
+    "SqueezeSliced",
+    "channel_argmax",
+    "source_of",
+]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Hashable, Mapping
+from typing import Any
 
-__all__ = ["channel_argmax"]
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+__all__ = ["ArgmaxLabelsd", "channel_argmax"]
 
 
 def channel_argmax(scores: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.Tensor:
@@ -20,6 +25,33 @@ def channel_argmax(scores: torch.Tensor, dim: int = 0, keepdim: bool = False) ->
         keepdim: keep ``dim`` with size 1 (MONAI's ``AsDiscrete(argmax=True)`` layout).
 
     Returns:
-        int64 labels.
+        int64 labels (a plain tensor, also for a ``MetaTensor`` input).
     """
     return torch.as_tensor(scores).as_subclass(torch.Tensor).max(dim=dim, keepdim=keepdim).indices
+
+
+class ArgmaxLabelsd(MapTransform):
+    """``AsDiscreted(keys, argmax=True)`` computed with :func:`channel_argmax`: the same labels, dtype and metadata.
+
+    The bundles' post-processing uses it after ``Invertd``, where the map has the image's full size and MONAI's
+    ``AsDiscrete`` (``torch.argmax``) takes the slow CPU path.
+
+    Args:
+        keys: the channel-first class scores to turn into a ``(1, H, W)`` label map.
+        allow_missing_keys: skip keys an item lacks.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.data import MetaTensor
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            scores = d[key]
+            labels = channel_argmax(scores, 0, keepdim=True).to(torch.as_tensor(scores).dtype)
+            if isinstance(scores, MetaTensor):
+                labels = MetaTensor(labels, meta=scores.meta, applied_operations=scores.applied_operations)
+            d[key] = labels
+        return d

@@ -25,3 +25,18 @@ def test_ties_go_to_the_first_class_and_metatensors_come_back_plain():
     assert type(labels) is torch.Tensor
     assert labels[0, 0] == 1 and labels[1, 1] == 2 and labels[2, 2] == 0  # all-zero pixel: class 0
 
+
+
+def test_argmax_labelsd_is_asdiscreted_argmax():
+    from monai.transforms import AsDiscreted
+
+    from medseg.transforms import ArgmaxLabelsd
+
+    scores = MetaTensor(torch.rand(3, 30, 20), meta={"filename_or_obj": "case_7.png"})
+    ours = ArgmaxLabelsd("pred")({"pred": scores, "other": 1})
+    monai = AsDiscreted("pred", argmax=True)({"pred": scores.clone(), "other": 1})
+    assert torch.equal(ours["pred"].as_tensor(), monai["pred"].as_tensor())
+    assert ours["pred"].dtype == monai["pred"].dtype and ours["pred"].shape == (1, 30, 20)
+    assert ours["pred"].meta["filename_or_obj"] == "case_7.png" and ours["other"] == 1
+    plain = ArgmaxLabelsd("pred")({"pred": torch.rand(2, 5, 4)})["pred"]
+    assert type(plain) is torch.Tensor and plain.shape == (1, 5, 4)

@@ -182,6 +182,8 @@ def make_plan(
     from medseg.strategies.launch import find_bundle, load_config
 
     budget = parse_duration(time_budget)
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
+        raise PlanError(f"--min_steps {min_steps!r}: must be a whole number of 0 or more (0 keeps the full size)")
     folder = find_bundle(bundle)
     data = Path(dataset_dir).resolve()
     fp = fingerprint(data)

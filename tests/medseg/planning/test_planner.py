@@ -139,3 +139,15 @@ def test_cardiac_keeps_its_size_on_a_short_budget(phantom_data):  # noqa: F811
     timer = pixel_timer(2.0, 96)
     plan = make_plan("cardiac_unet", phantom_data("cardiac-png"), "2m", timer=timer)
     assert plan["spatial_size"] == [96, 96] and len(timer.calls) == 1
+
+
+def test_negative_min_steps_is_one_line(phantom_data, capsys, tmp_path):  # noqa: F811
+    data = phantom_data("isic")
+    with pytest.raises(PlanError, match="--min_steps -1: must be a whole number of 0 or more"):
+        make_plan("isic_unet", data, "2m", timer=fake_timer(0.1), min_steps=-1)
+    out = tmp_path / "plans.json"
+    assert main(["plan", "--bundle", "isic_unet", "--dataset_dir", str(data), "--min_steps", "-1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--min_steps -1" in err[0]
+    assert not out.exists()

@@ -23,6 +23,15 @@ def fake_timer(seconds):
     return timer
 
 
+def assert_plan_refused(args, text, capsys, tmp_path):
+    """``medseg plan ARGS`` exits 2 with one line naming ``text`` on stderr, and writes no plan file."""
+    out = tmp_path / "plans.json"
+    assert main(["plan", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and text in err[0]
+    assert not out.exists()
+
+
 def test_fingerprint_measures_the_data(phantom_data):  # noqa: F811
     fp = fingerprint(phantom_data("cardiac-png"))
     assert fp["modality"] == {"0": "MRI"}
@@ -62,12 +71,8 @@ def test_budget_shorter_than_one_epoch_is_one_line(phantom_data, capsys, tmp_pat
     data = phantom_data("cardiac-png")
     with pytest.raises(PlanError, match="shorter than one epoch"):
         make_plan("cardiac_unet", data, "1s", timer=fake_timer(5.0))
-    out = tmp_path / "plans.json"
-    assert main(["plan", "--bundle", "cardiac_unet", "--dataset_dir", str(data), "--time_budget", "soon",
-                 "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--time_budget 'soon'" in err[0]
-    assert not out.exists()
+    assert_plan_refused(["--bundle", "cardiac_unet", "--dataset_dir", str(data), "--time_budget", "soon"],
+                        "--time_budget 'soon'", capsys, tmp_path)
 
 
 def test_raw_mri_is_z_scored(phantom_data):  # noqa: F811
@@ -145,9 +150,5 @@ def test_negative_min_steps_is_one_line(phantom_data, capsys, tmp_path):  # noqa
     data = phantom_data("isic")
     with pytest.raises(PlanError, match="--min_steps -1: must be a whole number of 0 or more"):
         make_plan("isic_unet", data, "2m", timer=fake_timer(0.1), min_steps=-1)
-    out = tmp_path / "plans.json"
-    assert main(["plan", "--bundle", "isic_unet", "--dataset_dir", str(data), "--min_steps", "-1",
-                 "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--min_steps -1" in err[0]
-    assert not out.exists()
+    assert_plan_refused(["--bundle", "isic_unet", "--dataset_dir", str(data), "--min_steps", "-1"], "--min_steps -1",
+                        capsys, tmp_path)

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                     epochs = summary["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 per_recipe[recipe].append(summary)
                 print(f"{task} fold {fold} {recipe}: mean Dice {summary['metrics'].get('mean_dice')} in "
-                      f"{summary['train_seconds'] / 60:.1f} min ({epochs} epochs)", flush=True)
+                      f"{summary['train_seconds'] / 60:.1f} min (the plan says {epochs} epochs fit)", flush=True)
         report[task] = {recipe: aggregate(s) for recipe, s in per_recipe.items() if s}
         show(task, report[task])
     if args.json:

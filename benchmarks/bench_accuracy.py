@@ -73,12 +73,11 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
     """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary."""
     from medseg.bundle import find_bundle
     from medseg.planning import make_plan, parse_duration, write_plan
-    from medseg.planning.planner import MIN_STEPS
 
     bundle = find_bundle(TASKS[task][0])[0]
     layers: list[str] = []
     if recipe == "default":
-        plan = make_plan(bundle, fold_dir, budget, min_steps=MIN_STEPS if min_steps is None else min_steps)
+        plan = make_plan(bundle, fold_dir, budget, min_steps=min_steps)
         layers.append(str(write_plan(plan, out / "plans.json")))
         epochs = {"max_epochs": plan["max_epochs"]}
         print(f"{task} {fold_dir.parent.name}: plan trains at {plan['spatial_size']}", flush=True)

@@ -172,10 +172,8 @@ def plan(
         the plan: config overrides plus ``"plan"`` (its reasons and the file it was written to, ``"path"``).
     """
     from medseg.planning import make_plan, write_plan
-    from medseg.planning.planner import MIN_STEPS
 
-    made = make_plan(bundle, dataset_dir, time_budget, max_size=max_size,
-                     min_steps=MIN_STEPS if min_steps is None else min_steps)
+    made = make_plan(bundle, dataset_dir, time_budget, max_size=max_size, min_steps=min_steps)
     path = write_plan(made, Path(out) if out is not None else Path(dataset_dir) / "plans.json")
     made["plan"]["path"] = str(path)
     return made

@@ -156,7 +156,7 @@ def make_plan(
     time_budget: str | float = "15m",
     max_size: int | None = None,
     timer=time_training,
-    min_steps: int = MIN_STEPS,
+    min_steps: int | None = None,
 ) -> dict[str, Any]:
     """Plan a bundle's training on a dataset.
 
@@ -169,7 +169,7 @@ def make_plan(
         min_steps: optimiser steps the budget should buy. Where it buys fewer at the full size, training runs at
             a smaller size (down to the bundle's ``min_spatial_scale`` of it), re-timed there: from random weights,
             several times the steps at a lower resolution learned more than a few steps at full size in the
-            cross-validated ISIC comparison (benchmarks/README.md). 0 keeps the full size.
+            cross-validated ISIC comparison (benchmarks/README.md). None: :data:`MIN_STEPS`; 0 keeps the full size.
 
     Returns:
         the override dict: ids the bundle's configs use, plus ``plan`` (bundle, dataset, sha256, the reasons and
@@ -182,6 +182,7 @@ def make_plan(
     from medseg.strategies.launch import find_bundle, load_config
 
     budget = parse_duration(time_budget)
+    min_steps = MIN_STEPS if min_steps is None else min_steps
     if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
         raise PlanError(f"--min_steps {min_steps!r}: must be a whole number of 0 or more (0 keeps the full size)")
     folder = find_bundle(bundle)
@@ -234,7 +235,7 @@ def make_plan(
     steps = int(budget // epoch) * iterations
     scale_floor = float(parser["min_spatial_scale"]) if "min_spatial_scale" in parser else 1.0
     floor = _divisible(round(side * scale_floor), k)
-    smaller = _fit_steps(side, steps, min_steps, floor, k) if min_steps > 0 else None
+    smaller = _fit_steps(side, steps, min_steps, floor, k)  # min_steps 0: steps always suffice
     if smaller is not None:
         full = (side, seconds, steps)
         plan["spatial_size"] = [smaller, smaller]

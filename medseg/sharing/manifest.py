@@ -269,6 +269,7 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
     """Check the bundle's post-processing is softmax -> invert -> argmax (+ per-class component filters)."""
     classes: dict[str, dict] = {}
     seen = set()
+    argmax = False
     for config_id, raw in _transform_entries(parser, "postprocessing", config_file):
         cls = _class_of(raw.get("_target_")) if isinstance(raw, dict) else None
         name = getattr(cls, "__name__", "?")
@@ -290,10 +291,9 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
         args = _resolved_args(parser, config_id, raw, str(config_file)) if name in _KNOWN_POST else {}
         if name == "Activationsd" and args.get("softmax") and not args.get("sigmoid"):
             continue
-        if name == "AsDiscreted" and args.get("argmax") and not args.get("threshold"):
-            seen.add("ArgmaxLabelsd")  # the same step (medseg.transforms.ArgmaxLabelsd is AsDiscreted's argmax)
-            continue
-        if name == "ArgmaxLabelsd":
+        # medseg.transforms.ArgmaxLabelsd is AsDiscreted's argmax, computed faster: the same manifest step
+        if name == "ArgmaxLabelsd" or (name == "AsDiscreted" and args.get("argmax") and not args.get("threshold")):
+            argmax = True
             continue
         if name in ("KeepLargestConnectedComponentd", "FillHolesd") and args.get("applied_labels"):
             labels = args["applied_labels"]
@@ -307,7 +307,7 @@ def _postprocessing(parser: Any, config_file: Path) -> dict:
             "post-process with Activationsd(softmax), Invertd, AsDiscreted(argmax), "
             "KeepLargestConnectedComponentd/FillHolesd(applied_labels)",
         )
-    if not {"Activationsd", "ArgmaxLabelsd"} <= seen:
+    if "Activationsd" not in seen or not argmax:
         raise SharingError(config_file, "postprocessing is not softmax + argmax", "add Activationsd and AsDiscreted")
     return {"classes": classes}
 

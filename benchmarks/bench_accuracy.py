@@ -69,16 +69,20 @@ def workflow(bundle: Path, files: list[str], kind: str, **override):
 
 
 def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: str, epochs: int | None,
-                    tracking_uri: str, min_steps: int | None = None) -> dict:
-    """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary."""
+                    tracking_uri: str, min_steps: int | None = None, candidate: Path | None = None) -> dict:
+    """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary.
+
+    ``candidate``: an override file layered after ``plans.json`` on the default path (a recipe under test).
+    """
     from medseg.bundle import find_bundle
     from medseg.planning import make_plan, parse_duration, write_plan
 
     bundle = find_bundle(TASKS[task][0])[0]
     layers: list[str] = []
-    if recipe == "default":
+    if recipe == "default" or candidate is not None:
         plan = make_plan(bundle, fold_dir, budget, min_steps=min_steps)
         layers.append(str(write_plan(plan, out / "plans.json")))
+        layers += [str(candidate)] if candidate is not None else []
         epochs = {"max_epochs": plan["max_epochs"]}
         print(f"{task} {fold_dir.parent.name}: plan trains at {plan['spatial_size']}", flush=True)
     else:  # the same epochs and the same wall-time limit as the default recipe got
@@ -89,7 +93,7 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
     workflow(bundle, ["train.json", *layers], "train", output_dir=str(out / "train"),
              **common, **(epochs or {}))
     seconds = time.perf_counter() - started
-    as_released = {"postprocessing_decision": None} if recipe != "default" else {}  # v0.1 had no post-processing
+    as_released = {"postprocessing_decision": None} if recipe == "v0.1" else {}  # v0.1 had no post-processing
     workflow(bundle, ["train.json", *layers, "evaluate.json"], "infer", output_dir=str(out / "eval"),
              ckpt_path=str(out / "train" / "model.pt"), evaluate_section="testing", **common, **as_released)
     summary = json.loads((out / "eval" / "report" / "summary.json").read_text())
@@ -138,6 +142,15 @@ def show(task: str, results: dict[str, dict]) -> None:
         print(f"| {label} | " + " | ".join(cell(v) for v in values) + " |")
 
 
+def show_folds(per_recipe: dict[str, list[dict]]) -> None:
+    """Per fold, each recipe's mean Dice (and thresholded Jaccard where reported): the paired comparison."""
+    for recipe, summaries in per_recipe.items():
+        for key in ("mean_dice", "thresholded_jaccard"):
+            values = [s["metrics"].get(key) for s in summaries]
+            if summaries and None not in values:
+                print(f"{recipe} {key} per fold: " + ", ".join(f"{v:.3f}" for v in values))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
@@ -147,9 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time_budget", default="15m", help="training time per fold for the default recipe")
     parser.add_argument("--min_steps", type=int,
                         help="the plan's --min_steps for the default recipe (default: medseg plan's; 0: full size)")
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=FILE",
+                        help="also run the default path with FILE (an override file) layered after plans.json, "
+                             "reported as recipe NAME; repeatable")
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", help="write the aggregated results here")
     args = parser.parse_args(argv)
+    candidates = {}
+    for spec in args.candidate:
+        name, _, file = spec.partition("=")
+        if not name or not Path(file).is_file() or name in RECIPES:
+            parser.error(f"--candidate {spec}: give NAME=FILE with a new name and an existing override file")
+        candidates[name] = Path(file).resolve()
     from medseg.planning.planner import EPOCH_MARGIN
     from medseg.strategies.kfold import write_cv_fold
     if not SHARED.is_dir():
@@ -161,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for task in TASKS if args.task == "all" else [args.task]:
         data = convert(task, args.folds, out)
-        per_recipe: dict[str, list[dict]] = {r: [] for r in args.recipes}
+        per_recipe: dict[str, list[dict]] = {r: [] for r in [*args.recipes, *candidates]}
         for fold in args.only_folds or range(args.folds):
             fold_dir = write_cv_fold(data / "datalist.json", fold, out / task / f"fold{fold}" / "data")
             epochs = None
-            for recipe in args.recipes:  # default first: the old recipe gets the same number of epochs
+            for recipe in per_recipe:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe
                 summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri,
-                                          args.min_steps)
+                                          args.min_steps, candidates.get(recipe))
                 if recipe == "default":
                     epochs = summary["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 per_recipe[recipe].append(summary)
@@ -176,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{summary['train_seconds'] / 60:.1f} min (the plan says {epochs} epochs fit)", flush=True)
         report[task] = {recipe: aggregate(s) for recipe, s in per_recipe.items() if s}
         show(task, report[task])
+        show_folds(per_recipe)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

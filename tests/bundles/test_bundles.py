@@ -132,6 +132,30 @@ def test_early_stopping_ends_a_run_that_does_not_improve(phantom_data, tmp_path)
     assert trainer.state.epoch == 2 < trainer.state.max_epochs
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_training_augmentation_keeps_size_intensities_and_labels(bundle, phantom_data, tmp_path):
+    """Random draws of the training transforms (geometry, noise, blur, contrast) over the first images give the training
+    size with finite values and a label map holding only the bundle's classes (labels resampled by nearest)."""
+    workflow = make_workflow(bundle, ("train",), dataset_dir=str(phantom_data(BUNDLE_DATA[bundle])),
+                             output_dir=str(tmp_path), **TINY)
+    transform = workflow.parser.get_parsed_content("train#preprocessing")
+    items = workflow.parser.get_parsed_content("train_datalist")
+    classes = set(range(workflow.parser["num_classes"]))
+    channels = workflow.parser["in_channels"]
+    seen = set()
+    for seed in range(24):
+        transform.set_random_state(seed)
+        out = transform(dict(items[seed % len(items)]))  # some slices have no foreground
+        image, label = out["image"], out["label"]
+        assert tuple(image.shape) == (channels, *TINY["spatial_size"]), (bundle, seed, image.shape)
+        assert torch.isfinite(torch.as_tensor(image)).all(), (bundle, seed)
+        assert tuple(label.shape) == (1, *TINY["spatial_size"]) and label.dtype == torch.uint8, (bundle, seed)
+        values = set(torch.unique(torch.as_tensor(label)).tolist())
+        assert values <= classes, (bundle, seed, values)
+        seen |= values
+    assert len(seen) > 1, f"{bundle}: no foreground survived 24 augmented draws"
+
+
 def test_class_weights_from_stats(phantom_data):
     from medseg.bundle import class_weights_from_stats
 

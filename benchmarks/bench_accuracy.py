@@ -20,6 +20,12 @@ Example (the figures in the README)::
 
     python benchmarks/bench_accuracy.py --task cardiac --folds 5 --time_budget 3m --out /tmp/acc
     python benchmarks/bench_accuracy.py --task isic --folds 3 --time_budget 5m --out /tmp/acc
+
+``--candidate NAME=FILE`` adds a recipe under test (the default path with an override file after ``plans.json``),
+e.g. the cardiac augmentation before 2026-12-04 against today's default::
+
+    python benchmarks/bench_accuracy.py --task cardiac --recipes default --time_budget 6m --out /tmp/acc \
+        --candidate flip_rotate=bundles/recipes/cardiac_flip_rotate_augmentation.json
 """
 
 from __future__ import annotations

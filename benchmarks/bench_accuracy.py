@@ -26,6 +26,13 @@ e.g. the cardiac augmentation before 2026-12-04 against today's default::
 
     python benchmarks/bench_accuracy.py --task cardiac --recipes default --time_budget 6m --out /tmp/acc \
         --candidate flip_rotate=bundles/recipes/cardiac_flip_rotate_augmentation.json
+
+``--bundle NAME`` trains another bundle on the task's data (e.g. ``isic_unet`` for ``--task isic``). ``--recipes nnunet
+--nnunet_python PATH`` adds nnU-Net v2 (2D, planned by nnU-Net itself) trained for the same budget on the same folds
+and scored by the same metrics (``nnunet_baseline.py`` says how, and how to install it in a venv of its own)::
+
+    python benchmarks/bench_accuracy.py --task cardiac --recipes default nnunet --nnunet_python /tmp/nnunet/bin/python \
+        --time_budget 15m --out /tmp/acc
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ TASKS = {
     "isic": ("isic_flexunet_resnet34", "isic", "isic2017_sample", ["--max-size", "512"]),
 }
 RECIPES = ("default", "v0.1")
+BASELINES = ("nnunet",)  # other tools on the same folds and budget: not run unless asked for
 
 
 def convert(task: str, folds: int, out: Path) -> Path:
@@ -75,15 +83,17 @@ def workflow(bundle: Path, files: list[str], kind: str, **override):
 
 
 def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: str, epochs: int | None,
-                    tracking_uri: str, min_steps: int | None = None, candidate: Path | None = None) -> dict:
+                    tracking_uri: str, min_steps: int | None = None, candidate: Path | None = None,
+                    bundle_name: str | None = None) -> dict:
     """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary.
 
     ``candidate``: an override file layered after ``plans.json`` on the default path (a recipe under test).
+    ``bundle_name``: another bundle for the task's data (default: the task's bundle in ``TASKS``).
     """
     from medseg.bundle import find_bundle
     from medseg.planning import make_plan, parse_duration, write_plan
 
-    bundle = find_bundle(TASKS[task][0])[0]
+    bundle = find_bundle(bundle_name or TASKS[task][0])[0]
     layers: list[str] = []
     if recipe == "default" or candidate is not None:
         plan = make_plan(bundle, fold_dir, budget, min_steps=min_steps)
@@ -162,13 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only_folds", type=int, nargs="*", help="run these folds only (default: all)")
-    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=[*RECIPES, *BASELINES],
+                        help="nnunet: nnU-Net v2 2D planned by itself, trained for the same budget "
+                             "(needs --nnunet_python; see nnunet_baseline.py)")
+    parser.add_argument("--nnunet_python", type=Path,
+                        help="the python of a venv with nnunetv2 installed (its nnUNetv2_* commands beside it)")
+    parser.add_argument("--nnunet_iterations", type=int,
+                        help="nnU-Net iterations per epoch (default: nnU-Net's 250; fewer only to check the pipeline)")
     parser.add_argument("--time_budget", default="15m", help="training time per fold for the default recipe")
     parser.add_argument("--min_steps", type=int,
                         help="the plan's --min_steps for the default recipe (default: medseg plan's; 0: full size)")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME=FILE",
                         help="also run the default path with FILE (an override file) layered after plans.json, "
                              "reported as recipe NAME; repeatable")
+    parser.add_argument("--bundle", help="with one --task: train this bundle instead of the task's "
+                                         f"({', '.join(f'{t}: {b[0]}' for t, b in TASKS.items())})")
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", help="write the aggregated results here")
     args = parser.parse_args(argv)
@@ -178,6 +196,15 @@ def main(argv: list[str] | None = None) -> int:
         if not name or not Path(file).is_file() or name in RECIPES:
             parser.error(f"--candidate {spec}: give NAME=FILE with a new name and an existing override file")
         candidates[name] = Path(file).resolve()
+    if "nnunet" in args.recipes and not (args.nnunet_python and
+                                          (args.nnunet_python.parent / "nnUNetv2_plan_and_preprocess").is_file()):
+        parser.error("--recipes nnunet needs --nnunet_python PATH, a venv's python with nnunetv2 installed "
+                     "(see benchmarks/nnunet_baseline.py)")
+    if args.bundle and args.task == "all":
+        parser.error("--bundle needs one --task: it replaces that task's bundle")
+    from nnunet_baseline import nnunet_fold
+
+    from medseg.planning import parse_duration
     from medseg.planning.planner import EPOCH_MARGIN
     from medseg.strategies.kfold import write_cv_fold
     if not SHARED.is_dir():
@@ -195,13 +222,18 @@ def main(argv: list[str] | None = None) -> int:
             epochs = None
             for recipe in per_recipe:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe
-                summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri,
-                                          args.min_steps, candidates.get(recipe))
+                if recipe == "nnunet":
+                    summary = nnunet_fold(fold_dir, run_dir, parse_duration(args.time_budget),
+                                          args.nnunet_python.absolute(), args.nnunet_iterations)
+                else:
+                    summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs,
+                                              tracking_uri, args.min_steps, candidates.get(recipe), args.bundle)
                 if recipe == "default":
                     epochs = summary["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 per_recipe[recipe].append(summary)
+                fit = f" (the plan says {epochs} epochs fit)" if epochs else ""
                 print(f"{task} fold {fold} {recipe}: mean Dice {summary['metrics'].get('mean_dice')} in "
-                      f"{summary['train_seconds'] / 60:.1f} min (the plan says {epochs} epochs fit)", flush=True)
+                      f"{summary['train_seconds'] / 60:.1f} min{fit}", flush=True)
         report[task] = {recipe: aggregate(s) for recipe, s in per_recipe.items() if s}
         show(task, report[task])
         show_folds(per_recipe)

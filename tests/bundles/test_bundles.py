@@ -132,28 +132,59 @@ def test_early_stopping_ends_a_run_that_does_not_improve(phantom_data, tmp_path)
     assert trainer.state.epoch == 2 < trainer.state.max_epochs
 
 
-@pytest.mark.parametrize("bundle", BUNDLES)
-def test_training_augmentation_keeps_size_intensities_and_labels(bundle, phantom_data, tmp_path):
-    """Random draws of the training transforms (geometry, noise, blur, contrast) over the first images give the training
-    size with finite values and a label map holding only the bundle's classes (labels resampled by nearest)."""
-    workflow = make_workflow(bundle, ("train",), dataset_dir=str(phantom_data(BUNDLE_DATA[bundle])),
-                             output_dir=str(tmp_path), **TINY)
+def check_augmented_draws(workflow, label: str, draws: int = 24) -> None:
+    """Random draws of the training transforms over the first images give the training size with finite values and a
+    label map holding only the bundle's classes (labels resampled by nearest), and some foreground survives."""
     transform = workflow.parser.get_parsed_content("train#preprocessing")
     items = workflow.parser.get_parsed_content("train_datalist")
     classes = set(range(workflow.parser["num_classes"]))
     channels = workflow.parser["in_channels"]
     seen = set()
-    for seed in range(24):
+    for seed in range(draws):
         transform.set_random_state(seed)
         out = transform(dict(items[seed % len(items)]))  # some slices have no foreground
-        image, label = out["image"], out["label"]
-        assert tuple(image.shape) == (channels, *TINY["spatial_size"]), (bundle, seed, image.shape)
-        assert torch.isfinite(torch.as_tensor(image)).all(), (bundle, seed)
-        assert tuple(label.shape) == (1, *TINY["spatial_size"]) and label.dtype == torch.uint8, (bundle, seed)
-        values = set(torch.unique(torch.as_tensor(label)).tolist())
-        assert values <= classes, (bundle, seed, values)
+        image, label_map = out["image"], out["label"]
+        assert tuple(image.shape) == (channels, *TINY["spatial_size"]), (label, seed, image.shape)
+        assert torch.isfinite(torch.as_tensor(image)).all(), (label, seed)
+        assert tuple(label_map.shape) == (1, *TINY["spatial_size"]) and label_map.dtype == torch.uint8, (label, seed)
+        values = set(torch.unique(torch.as_tensor(label_map)).tolist())
+        assert values <= classes, (label, seed, values)
         seen |= values
-    assert len(seen) > 1, f"{bundle}: no foreground survived 24 augmented draws"
+    assert len(seen) > 1, f"{label}: no foreground survived {draws} augmented draws"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_training_augmentation_keeps_size_intensities_and_labels(bundle, phantom_data, tmp_path):
+    """The default training transforms (geometry, noise, blur, contrast) of every bundle."""
+    workflow = make_workflow(bundle, ("train",), dataset_dir=str(phantom_data(BUNDLE_DATA[bundle])),
+                             output_dir=str(tmp_path), **TINY)
+    check_augmented_draws(workflow, bundle)
+
+
+# recipe file -> the bundles it is layered on (bundles/recipes/README.md)
+RECIPE_BUNDLES = {
+    **{f"{bundle}_v0.1.json": [bundle] for bundle in BUNDLES},
+    "cardiac_flip_rotate_augmentation.json": ["cardiac_unet", "cardiac_dynunet"],
+    "isic_flexunet_resnet34_flip_rotate_augmentation.json": ["isic_flexunet_resnet34"],
+}
+
+
+def test_every_recipe_names_its_bundles():
+    files = sorted(p.name for p in (BUNDLES_DIR / "recipes").glob("*.json"))
+    assert files == sorted(RECIPE_BUNDLES), "add new recipe files to RECIPE_BUNDLES (and bundles/recipes/README.md)"
+
+
+@pytest.mark.parametrize(("recipe", "bundle"), [(r, b) for r, bundles in RECIPE_BUNDLES.items() for b in bundles])
+def test_recipe_layers_on_its_bundle(recipe, bundle, phantom_data, tmp_path):
+    """A recipe after train.json builds the trainer, and its training transforms keep size, values and labels."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(config_file=[*config_files(bundle, "train"), str(BUNDLES_DIR / "recipes" / recipe)],
+                              meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"), workflow_type="train",
+                              dataset_dir=str(phantom_data(BUNDLE_DATA[bundle])), output_dir=str(tmp_path), **TINY)
+    workflow.initialize()
+    assert workflow.parser.get_parsed_content("train#trainer").state.max_epochs == TINY["max_epochs"]
+    check_augmented_draws(workflow, f"{bundle} + {recipe}", draws=8)
 
 
 def test_class_weights_from_stats(phantom_data):

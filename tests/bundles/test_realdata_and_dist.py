@@ -48,6 +48,11 @@ def test_torchrun_two_processes_on_cpu(phantom_data, tmp_path):
            "--spatial_size", "[32,32]", "--batch_size", "4"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode and "terminate called without an active exception" in proc.stderr:
+        # a rare abort inside torch's gloo threads on a loaded 2-core machine (seen once in a CI run, never
+        # reproduced in isolation); any other failure, or the same abort twice, still fails the test
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.pt").is_file() and (out / "model_final.pt").is_file()
     # only rank 0 logs the epoch's line and the closing summary

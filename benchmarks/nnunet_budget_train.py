@@ -5,7 +5,8 @@ imports only nnU-Net and torch. The trainer is nnU-Net's own ``nnUNetTrainer`` (
 SGD with the poly schedule, mirroring TTA at prediction) with one change, the one medseg's default path gets too: the
 number of epochs follows the budget. The first epoch is timed, ``num_epochs`` becomes what fits the budget and the
 poly schedule is stretched over those epochs (nnU-Net's default is 1000 epochs of 250 iterations); training stops
-when one more epoch would pass the budget. Prediction uses the final weights, as ``nnUNetv2_predict`` does by default.
+when one more epoch would pass the budget. Where fewer than five 250-step epochs fit (large patches on a CPU), the
+epochs are shortened so that about five fit. Prediction uses the final weights, as ``nnUNetv2_predict`` does by default.
 
 Usage::
 
@@ -28,6 +29,8 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 CPU = torch.device("cpu")
+PROBE_ITERATIONS = 3  # timed at the start of the first epoch
+MIN_EPOCHS = 5  # where fewer epochs of 250 steps fit the budget, the epochs are shortened
 
 
 class BudgetTrainer(nnUNetTrainer):
@@ -49,7 +52,11 @@ class BudgetTrainer(nnUNetTrainer):
         while self.current_epoch < self.num_epochs:
             self.on_epoch_start()
             self.on_train_epoch_start()
-            outputs = [self.train_step(next(self.dataloader_train)) for _ in range(self.num_iterations_per_epoch)]
+            outputs = [self.train_step(next(self.dataloader_train)) for _ in range(PROBE_ITERATIONS)]
+            if epoch_seconds is None:
+                self._shorten_epochs_to_budget((time.perf_counter() - started) / PROBE_ITERATIONS)
+            outputs += [self.train_step(next(self.dataloader_train))
+                        for _ in range(self.num_iterations_per_epoch - PROBE_ITERATIONS)]
             self.on_train_epoch_end(outputs)
             with torch.no_grad():
                 self.on_validation_epoch_start()
@@ -68,6 +75,24 @@ class BudgetTrainer(nnUNetTrainer):
                 break
         self.train_seconds = time.perf_counter() - started
         self.on_train_end()
+
+    def _shorten_epochs_to_budget(self, step_seconds: float) -> None:
+        """Where fewer than ``MIN_EPOCHS`` epochs of 250 steps fit, shorten the epoch (and its validation alike).
+
+        Large 2D patches on a CPU (ISIC: batch 3 of 384 x 512) take seconds per step, so one nnU-Net epoch can exceed
+        the whole budget; shorter epochs keep the poly schedule annealing within it. Validation is costed at a
+        third of a training step (a forward pass only).
+        """
+        full_epoch = step_seconds * (self.num_iterations_per_epoch + self.num_val_iterations_per_epoch / 3)
+        if self.budget_seconds >= MIN_EPOCHS * full_epoch:
+            return
+        val_share = self.num_val_iterations_per_epoch / self.num_iterations_per_epoch
+        steps = self.budget_seconds / (MIN_EPOCHS * step_seconds * (1 + val_share / 3))
+        self.num_iterations_per_epoch = max(PROBE_ITERATIONS, int(steps))
+        self.num_val_iterations_per_epoch = max(1, round(self.num_iterations_per_epoch * val_share))
+        self.print_to_log_file(f"{step_seconds:.1f}s per step: epochs of {self.num_iterations_per_epoch} steps and "
+                               f"{self.num_val_iterations_per_epoch} validation steps, about {MIN_EPOCHS} in the "
+                               f"budget")
 
 
 def main() -> None:

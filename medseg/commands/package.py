@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help='per-class decision file: {"classes": {"1": {"largest_component": true, "fill_holes": false}}}',
     )
-    parser.add_argument("--no_amp", action="store_true", help="never use bf16/fp16 autocast at prediction")
+    parser.add_argument("--no_amp", action="store_true",
+                        help="predict in fp32: no bf16/fp16 autocast (the manifest and the shipped inference.json)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass at prediction")
 
 

@@ -30,7 +30,7 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -542,7 +542,7 @@ def _logging_args_reasons(text: str) -> list[str]:
     return [f"evaluates {ast.unparse(bad)!r}; only literals, sys.stdout and sys.stderr are allowed"]
 
 
-def _check_model_files(bundle: Path, metadata: dict, report: CheckReport) -> None:
+def _check_model_files(bundle: Path, metadata: dict, report: CheckReport, digest: Callable[[Path], str]) -> None:
     recorded = metadata.get(SHA256_KEY, {}) if isinstance(metadata, dict) else {}
     if not isinstance(recorded, dict):
         report.errors.append(f"configs/metadata.json: '{SHA256_KEY}' must map model files to sha256 strings")
@@ -552,7 +552,7 @@ def _check_model_files(bundle: Path, metadata: dict, report: CheckReport) -> Non
         expected = recorded.get(rel)
         if not path.is_file() and expected is None:
             continue
-        report.model_files.append(ModelFileCheck(rel, expected, sha256_file(path) if path.is_file() else None))
+        report.model_files.append(ModelFileCheck(rel, expected, digest(path) if path.is_file() else None))
 
 
 def find_schema(bundle: Path, schema: str | Path | None = None) -> Path | None:
@@ -595,7 +595,8 @@ def verify_bundle_metadata(metadata_file: Path, schema: Path) -> None:
         verify_metadata(meta_file=str(metadata_file), filepath=str(schema), create_dir=False)
 
 
-def _check_manifest(bundle: Path, report: CheckReport, trusted_keys: str | Path | None, require_signed: bool) -> None:
+def _check_manifest(bundle: Path, report: CheckReport, trusted_keys: str | Path | None, require_signed: bool,
+                    digest: Callable[[Path], str]) -> None:
     """Validate ``manifest.json``, every file's sha256 and the signature; record problems one line each."""
     from medseg.sharing.manifest import MANIFEST_NAME, SIGNATURE_NAME, read_manifest, verify_files
     from medseg.sharing.signing import trusted_keys as load_keys
@@ -625,7 +626,7 @@ def _check_manifest(bundle: Path, report: CheckReport, trusted_keys: str | Path 
     elif require_signed:
         problem = f"{MANIFEST_NAME}: not signed (no {SIGNATURE_NAME}) but a signature is required"
         report.manifest_problems.append(problem)
-    report.manifest_problems += verify_files(bundle, manifest)
+    report.manifest_problems += verify_files(bundle, manifest, digest)
     report.manifest = manifest
 
 
@@ -686,8 +687,9 @@ def check_bundle(
     metadata_file = bundle / "configs" / "metadata.json"
     if not metadata_file.is_file():
         raise SharingError(bundle, "is not a MONAI bundle (no configs/metadata.json)", "pass a bundle folder or zip")
-    _check_model_files(bundle, metadata, report)
-    _check_manifest(bundle, report, trusted_keys, require_signed)
+    digest = functools.cache(sha256_file)  # the model files are hashed for metadata.json and the manifest: read once
+    _check_model_files(bundle, metadata, report, digest)
+    _check_manifest(bundle, report, trusted_keys, require_signed, digest)
     schema_file = find_schema(bundle, schema)
     if schema_file is None:
         report.metadata_error = "no schema to verify it against; pass --schema bundles/schema/meta_schema.json"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,15 @@ def hash_files(folder: Path) -> dict[str, str]:
     return {rel: sha256_file(folder / rel) for rel in package_files(folder)}
 
 
-def verify_files(folder: Path, manifest: dict) -> list[str]:
-    """One line per file that differs from the manifest: changed, missing, or not listed."""
+def verify_files(folder: Path, manifest: dict, digest: Callable[[Path], str] | None = None) -> list[str]:
+    """One line per file that differs from the manifest: changed, missing, or not listed.
+
+    ``digest``: the hex sha256 of a file (default :func:`medseg.sharing.check.sha256_file`; a check that hashes the
+    model files too passes a memoised one, so each file is read once).
+    """
     from medseg.sharing.check import sha256_file
 
+    digest = digest or sha256_file
     recorded = manifest.get("files", {})
     present = set(package_files(folder))
     problems = []
@@ -112,7 +118,7 @@ def verify_files(folder: Path, manifest: dict) -> list[str]:
             problems.append(f"{rel}: listed in {MANIFEST_NAME} but missing")
         elif path.is_symlink():
             problems.append(f"{rel}: is a symbolic link; a package holds plain files only")
-        elif sha256_file(path) != recorded[rel]:
+        elif digest(path) != recorded[rel]:
             problems.append(f"{rel}: sha256 does not match {MANIFEST_NAME}: the file was changed after packaging")
     for weights in manifest.get("weights", []):
         if weights["file"] not in recorded:

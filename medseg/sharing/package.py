@@ -195,7 +195,8 @@ def package(
         tta: the manifest's test-time augmentation (``{"flips": [[0], [1]], "rot90": [1]}``); None: none.
         postprocessing: the per-class decision (``{"classes": {"1": {"largest_component": true}}}``), e.g. from
             the run's post-processing evaluation; None: the bundle's own (usually none).
-        amp: allow bf16/fp16 autocast at prediction where the hardware supports it.
+        amp: allow bf16/fp16 autocast at prediction where the hardware supports it. False also sets the shipped
+            ``inference.json``'s ``amp`` to false, so both runners predict in fp32.
         batch_size: images per forward pass at prediction.
 
     Returns:
@@ -249,6 +250,8 @@ def package(
 
         config = json.loads((bundle / "configs" / "inference.json").read_text())
         config["bundle_root"] = "."
+        if not amp and "amp" in config:
+            config["amp"] = False
         config, _ = prune_imports(config)
         (staging / "configs" / "inference.json").write_text(json.dumps(config, indent=4) + "\n")
         for extra in COPIED_CONFIGS:

@@ -9,6 +9,7 @@ several weight files), test-time augmentation and per-class post-processing.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,28 @@ def _load_weights(path: Path) -> dict:
         raise SharingError(path, f"is not a safetensors weights file ({exc})", "ask the sender for a new copy") from exc
 
 
+def _network_with_weights(name: str, arguments: dict, state: dict) -> Any:
+    """The registered network with ``state`` loaded (strict), built without initialising weights it then replaces.
+
+    The network is built on the ``meta`` device and takes the weights' tensors (``assign``); a network that keeps a
+    tensor outside its state dict (a non-persistent buffer) is built and initialised normally instead.
+
+    Raises:
+        RuntimeError: ``state`` does not fit the network.
+    """
+    import torch
+
+    from medseg.sharing.registry import build_network
+
+    with torch.device("meta"):  # random initialisation of a ResNet34 U-Net costs more than reading its weights
+        network = build_network(name, arguments)
+    network.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in itertools.chain(network.parameters(), network.buffers())):
+        network = build_network(name, arguments)
+        network.load_state_dict(state, strict=True)
+    return network
+
+
 def load_shared_model(folder: str | Path, manifest: dict, device: str = "cpu") -> SharedModel:
     """Build the networks and preprocessing a validated manifest describes and load its safetensors weights.
 
@@ -175,7 +198,7 @@ def load_shared_model(folder: str | Path, manifest: dict, device: str = "cpu") -
     """
     import torch
 
-    from medseg.sharing.registry import build_network, build_preprocessing
+    from medseg.sharing.registry import build_preprocessing
 
     folder = Path(folder)
     if device == "cuda" and not torch.cuda.is_available():
@@ -183,10 +206,9 @@ def load_shared_model(folder: str | Path, manifest: dict, device: str = "cpu") -
     networks = []
     for entry in manifest["weights"]:
         path = folder / entry["file"]
-        network = build_network(manifest["network"]["name"], manifest["network"]["arguments"])
         state = _load_weights(path)
         try:
-            network.load_state_dict(state, strict=True)
+            network = _network_with_weights(manifest["network"]["name"], manifest["network"]["arguments"], state)
         except RuntimeError as exc:
             raise SharingError(
                 path, f"does not fit the manifest's network ({str(exc).splitlines()[0]})", "re-package the model"

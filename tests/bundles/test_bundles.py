@@ -166,6 +166,7 @@ RECIPE_BUNDLES = {
     **{f"{bundle}_v0.1.json": [bundle] for bundle in BUNDLES},
     "cardiac_flip_rotate_augmentation.json": ["cardiac_unet", "cardiac_dynunet"],
     "isic_flexunet_resnet34_flip_rotate_augmentation.json": ["isic_flexunet_resnet34"],
+    "fp32.json": list(BUNDLES),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,16 @@ def test_repository_bundles_pass_the_checks_that_apply(name):
     report = check_bundle(bundle)
     assert report.passed, report.problems()
     assert not report.has_manifest and "MONAI bundle only: no manifest" in report.format()
+
+
+def test_check_reads_each_file_once(rgb_package, monkeypatch):
+    """metadata.json's model hashes and the manifest's cover the same weights files: each is hashed once."""
+    from medseg.sharing import check as check_module
+
+    hashed = []
+    real = check_module.sha256_file
+    monkeypatch.setattr(check_module, "sha256_file", lambda path: hashed.append(Path(path)) or real(path))
+    report = check_bundle(rgb_package)
+    assert {"model.pt", "model.safetensors", "manifest.json"} - {p.name for p in hashed} == {"manifest.json"}
+    assert len(hashed) == len(set(hashed))
+    assert report.passed

@@ -145,15 +145,19 @@ def test_packaged_manifest_is_valid_and_hashes_every_file(rgb_package):
         validate_manifest(broken)
 
 
-def test_manifest_and_monai_bundle_give_the_same_masks(rgb_package, tmp_path):
+def test_manifest_and_monai_bundle_give_the_same_masks(rgb_bundle, tmp_path):
     from PIL import Image
 
     from medseg.sharing.predict import predict
-    from tests.medseg.sharing.conftest import write_rgb_images
+    from tests.medseg.sharing.conftest import make_package, write_rgb_images
 
+    # fp32 on both runners (amp=False reaches the shipped inference.json too): on a CPU with bf16 the two runners'
+    # different batching rounds differently, and a random network's near-tied logits flip a few pixels
+    fp32_package = make_package(tmp_path / "package", rgb_bundle, amp=False)
+    assert read_manifest(fp32_package)["inference"]["amp"] is False
     write_rgb_images(tmp_path / "in", sizes=((40, 50), (37, 61), (64, 30)))
-    predict(rgb_package, tmp_path / "in", tmp_path / "manifest")
-    predict(rgb_package, tmp_path / "in", tmp_path / "monai", trust=True)
+    predict(fp32_package, tmp_path / "in", tmp_path / "manifest")
+    predict(fp32_package, tmp_path / "in", tmp_path / "monai", trust=True)
     for path in sorted((tmp_path / "manifest").glob("*_mask.png")):
         np.testing.assert_array_equal(
             np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / "monai" / path.name))
@@ -280,3 +284,56 @@ def test_postprocessing_decision_file_is_checked(rgb_bundle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "decision.json: at classes/1/largest_component" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "dist").exists()
+
+
+def test_shared_model_holds_the_weights_and_no_uninitialised_tensor(rgb_package):
+    """The network is built on the meta device and takes the file's tensors: every tensor is real and equal."""
+    from safetensors.torch import load_file
+
+    from medseg.sharing.shared_model import load_shared_model
+
+    manifest = read_manifest(rgb_package)
+    network = load_shared_model(rgb_package, manifest).networks[0]
+    saved = load_file(str(rgb_package / manifest["weights"][0]["file"]))
+    state = network.state_dict()
+    assert set(state) == set(saved)
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
+    assert not any(t.is_meta for t in [*network.parameters(), *network.buffers()])
+    reference = build_network(manifest["network"]["name"], manifest["network"]["arguments"])
+    reference.load_state_dict(saved)
+    images = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(network.eval()(images), reference.eval()(images))
+
+
+def test_network_with_a_buffer_outside_its_state_dict_is_built_normally(monkeypatch):
+    from medseg.sharing import shared_model
+
+    class WithScale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 1)
+            self.register_buffer("scale", torch.full((1,), 2.0), persistent=False)
+
+        def forward(self, x):
+            return self.conv(x) * self.scale
+
+    monkeypatch.setattr("medseg.sharing.registry.build_network", lambda name, arguments: WithScale())
+    state = WithScale().state_dict()
+    network = shared_model._network_with_weights("with_scale", {}, state)
+    assert network.scale.item() == 2.0 and not network.scale.is_meta
+    assert torch.equal(network.conv.weight, state["conv.weight"])
+    with pytest.raises(RuntimeError, match="Missing key"):
+        shared_model._network_with_weights("with_scale", {}, {})
+
+
+@pytest.mark.parametrize("amp, shipped", [(False, False), (True, "auto")])
+def test_no_amp_reaches_the_shipped_inference_config(bundle_copy, tmp_path, amp, shipped):
+    from tests.medseg.sharing.conftest import make_package
+
+    path = bundle_copy / "configs" / "inference.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "amp": "auto"}))
+    folder = make_package(tmp_path / "dist", bundle_copy, amp=amp)
+    assert json.loads((folder / "configs" / "inference.json").read_text())["amp"] == shipped
+    assert read_manifest(folder)["inference"]["amp"] is amp
+    assert json.loads(path.read_text())["amp"] == "auto"  # the source bundle is untouched

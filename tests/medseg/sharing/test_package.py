@@ -47,7 +47,8 @@ def test_bump_version_and_prune_imports():
 def test_package_unzip_and_both_runners_agree(source_bundle, schema, tmp_path, monkeypatch):
     src, checkpoint = source_bundle
     monkeypatch.setitem(cli.COMMANDS, "package", ("medseg.commands.package", "package"))
-    args = ["package", "--bundle", str(src), "--run", str(checkpoint), "--out", str(tmp_path / "dist")]
+    # --no_amp: both runners in fp32, where a random network's masks agree exactly (see test_manifest)
+    args = ["package", "--bundle", str(src), "--run", str(checkpoint), "--out", str(tmp_path / "dist"), "--no_amp"]
     assert cli.main([*args, "--schema", str(schema)]) == 0
     folder, archive = tmp_path / "dist" / "isic_tiny_v0.1.1", tmp_path / "dist" / "isic_tiny_v0.1.1.zip"
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [folder.name, archive.name]
@@ -66,6 +67,7 @@ def test_package_unzip_and_both_runners_agree(source_bundle, schema, tmp_path, m
     meta = json.loads((folder / "configs" / "metadata.json").read_text())
     assert meta["version"] == "0.1.1" and "0.1.1" in meta["changelog"] and "0.1.0" in meta["changelog"]
     assert set(meta["model_sha256"]) == {"models/model.pt", "models/model.ts"}
+    assert json.loads((folder / "manifest.json").read_text())["inference"]["amp"] is False
     card = (folder / "docs" / "README.md").read_text()
     assert "not for clinical use" in card.lower() and "no metrics are reported" in card
     assert cli.main([*args, "--schema", str(schema)]) == 2  # the same version again: refused

@@ -58,7 +58,12 @@ RUNTIME_CONFIG = {
     },
     "train#trainer#amp": "$medseg.runtime.engine_amp(@amp_plan)",
     "train#trainer#amp_kwargs": "$medseg.runtime.engine_amp_kwargs(@amp_plan)",
-    "train#trainer#prepare_batch": "@prepare_batch",
+    "train#prepare_batch": {
+        "_target_": "medseg.runtime.ChannelsLastPrepareBatch",
+        "enabled": "@use_channels_last",
+        "plain_tensors": True,
+    },
+    "train#trainer#prepare_batch": "@train#prepare_batch",
     "validate#evaluator#amp": "$medseg.runtime.engine_amp(@amp_plan)",
     "validate#evaluator#amp_kwargs": "$medseg.runtime.engine_amp_kwargs(@amp_plan)",
     "validate#evaluator#prepare_batch": "@prepare_batch",

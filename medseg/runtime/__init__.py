@@ -16,6 +16,7 @@ from medseg.runtime.network import (
     to_channels_last,
     uncompile_network,
 )
+from medseg.runtime.optimizer import fused_optimizer
 
 __all__ = [
     "AmpInferer",
@@ -29,6 +30,7 @@ __all__ = [
     "describe_runtime",
     "engine_amp",
     "engine_amp_kwargs",
+    "fused_optimizer",
     "is_compiled",
     "log_runtime",
     "predict_batch",

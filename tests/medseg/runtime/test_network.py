@@ -140,3 +140,18 @@ def test_prepare_batch_disabled_and_non_4d():
         {"image": torch.rand(1, 3, 4, 4, 4), "label": torch.zeros(1, 1, 4, 4, 4)}, "cpu"
     )
     assert volume.is_contiguous()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_prepare_batch_plain_tensors_drops_only_the_metadata(enabled):
+    from monai.data import MetaTensor
+
+    image = MetaTensor(torch.rand(2, 3, 8, 8), meta={"filename_or_obj": ["a.png", "b.png"]})
+    label = MetaTensor(torch.randint(0, 2, (2, 1, 8, 8)).float())
+    batch = {"image": image, "label": label}
+    kept_image, kept_label = ChannelsLastPrepareBatch(enabled=enabled)(batch, "cpu")
+    assert isinstance(kept_image, MetaTensor) and isinstance(kept_label, MetaTensor)
+    plain_image, plain_label = ChannelsLastPrepareBatch(enabled=enabled, plain_tensors=True)(batch, "cpu")
+    assert type(plain_image) is torch.Tensor and type(plain_label) is torch.Tensor
+    assert torch.equal(plain_image, image.as_tensor()) and torch.equal(plain_label, label.as_tensor())
+    assert plain_image.is_contiguous(memory_format=torch.channels_last) is enabled

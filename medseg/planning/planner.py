@@ -266,8 +266,7 @@ def make_plan(
         "an upper bound: training stops at the budget and the learning-rate schedule anneals to whichever comes first"
     )
     if "early_stop_patience" in parser:
-        plan["early_stop_patience"] = max(10, epochs // 4)
-        reasons["early_stop_patience"] = "a quarter of the planned epochs (at least 10): stop only on a real plateau"
+        plan["early_stop_patience"], reasons["early_stop_patience"] = _patience(parser, plan["max_epochs"], epochs)
     plan["plan"] = {
         "version": PLAN_VERSION,
         "bundle": name,
@@ -280,6 +279,22 @@ def make_plan(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return plan
+
+
+def _patience(parser, max_epochs: int, epochs: int) -> tuple[int, str]:
+    """Early-stopping patience for a planned run, and why.
+
+    A bundle whose ``plan_trains_to_budget`` is true trains to its time budget: its learning rate anneals to the
+    budget (``BudgetCosineLR``), a plateau seen at a quarter of the peak rate is not the end, and the best epoch's
+    weights are kept whichever epoch it is, so training on costs only the minutes the user gave.
+    """
+    if parser.get("plan_trains_to_budget", False):
+        return max_epochs, (
+            f"the planned epochs ({max_epochs}), so early stopping never ends the run before its budget (the bundle's "
+            "plan_trains_to_budget): the learning rate anneals to the budget and the low-rate end is where the model "
+            "settles; the best epoch's weights are kept"
+        )
+    return max(10, epochs // 4), "a quarter of the planned epochs (at least 10): stop only on a real plateau"
 
 
 def describe_plan(plan: dict[str, Any]) -> list[str]:

@@ -54,9 +54,11 @@ def test_plan_follows_the_data_and_fits_the_budget(phantom_data):  # noqa: F811
     epoch_seconds = 0.5 * steps + 0.5 / plan["batch_size"] * 0.35 * n_val  # timed steps + validation estimate
     assert plan["max_epochs"] == EPOCH_MARGIN * int(120 // epoch_seconds) >= EPOCH_MARGIN
     assert plan["time_limit"] == 120
+    assert plan["early_stop_patience"] == max(10, plan["max_epochs"] // EPOCH_MARGIN // 4)  # cardiac: a real plateau
     record = plan["plan"]
     assert record["bundle"] == "cardiac_unet" and record["datalist_sha256"] == fingerprint(data)["sha256"]
-    assert set(record["reasons"]) >= {"spatial_size", "batch_size", "intensity_transforms", "max_epochs"}
+    assert set(record["reasons"]) >= {"spatial_size", "batch_size", "intensity_transforms", "max_epochs",
+                                      "early_stop_patience"}
     # the timed steps ran with the planned settings
     assert timer.calls[0]["spatial_size"] == [96, 96] and timer.calls[0]["dataset_dir"] == str(data)
 
@@ -65,6 +67,14 @@ def test_dermoscopy_keeps_fixed_scaling_and_caps_the_size(phantom_data):  # noqa
     plan = make_plan("isic_unet", phantom_data("isic"), "5m", max_size=32, timer=fake_timer(0.1))
     assert plan["spatial_size"] == [32, 32]  # the cap, a multiple of the UNet's 16
     assert plan["intensity_transforms"][0]["_target_"] == "ScaleIntensityRanged"
+
+
+@pytest.mark.parametrize("bundle", ["isic_unet", "isic_flexunet_resnet34"])
+def test_dermoscopy_trains_to_its_budget(phantom_data, bundle):  # noqa: F811
+    # plan_trains_to_budget: a patience of the planned epochs can never end the run before the time limit does
+    plan = make_plan(bundle, phantom_data("isic"), "5m", timer=fake_timer(0.1))
+    assert plan["early_stop_patience"] == plan["max_epochs"] > 10
+    assert "plan_trains_to_budget" in plan["plan"]["reasons"]["early_stop_patience"]
 
 
 def test_budget_shorter_than_one_epoch_is_one_line(phantom_data, capsys, tmp_path):  # noqa: F811

@@ -10,8 +10,11 @@ cross-validation pool, grouped as the converter groups them), then for every rec
    (the first release's settings) with the number of epochs the plan's timed steps say fit the budget (the plan
    itself sets twice that as an upper bound, see ``medseg.planning.planner.EPOCH_MARGIN``) and the same time limit,
    so both get the same training time;
-3. evaluates the best checkpoint on the held-out (testing) fold through ``evaluate.json`` (the default path: TTA and the
-   post-processing chosen on the training run's validation data, where the recipe has them);
+3. evaluates the run's kept checkpoint (``model.pt``: the best validated epoch, or the last epoch with
+   ``keep_checkpoint: last``) on the held-out (testing) fold through ``evaluate.json`` (the default path: TTA and the
+   post-processing chosen on the training run's validation data, where the recipe has them); with
+   ``--score_other_checkpoint`` also the other one (``model_final.pt``, or ``model_best.pt``), with the
+   post-processing chosen on its own epoch;
 4. reads per-class Dice, IoU and HD95 and the ISIC thresholded Jaccard from the report's ``summary.json``.
 
 It prints mean and standard deviation over folds per recipe, side by side, and writes them as JSON.
@@ -53,6 +56,8 @@ TASKS = {
     "isic": ("isic_flexunet_resnet34", "isic", "isic2017_sample", ["--max-size", "512"]),
 }
 RECIPES = ("default", "v0.1")
+KEPT = "model.pt"  # the checkpoint a run ships; the other one it saves, by how the bundle's keep_checkpoint is set
+OTHER_CHECKPOINTS = {"model_final.pt": "last_epoch", "model_best.pt": "best_epoch"}
 BASELINES = ("nnunet",)  # other tools on the same folds and budget: not run unless asked for
 
 
@@ -84,11 +89,14 @@ def workflow(bundle: Path, files: list[str], kind: str, **override):
 
 def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: str, epochs: int | None,
                     tracking_uri: str, min_steps: int | None = None, candidate: Path | None = None,
-                    bundle_name: str | None = None) -> dict:
-    """Train one fold with one recipe, evaluate its best checkpoint on the held-out fold; return the summary.
+                    bundle_name: str | None = None, score_other_checkpoint: bool = False) -> dict[str, dict]:
+    """Train one fold with one recipe, evaluate its kept checkpoint on the held-out fold; return the summaries.
 
     ``candidate``: an override file layered after ``plans.json`` on the default path (a recipe under test).
     ``bundle_name``: another bundle for the task's data (default: the task's bundle in ``TASKS``).
+    ``score_other_checkpoint``: also score the checkpoint the run did not keep as ``model.pt``, with the
+    post-processing chosen on its own epoch: the last epoch (``model_final.pt``) as ``<recipe>@last_epoch``, or,
+    where the run kept its last (``keep_checkpoint: last``), the best validated one as ``<recipe>@best_epoch``.
     """
     from medseg.bundle import find_bundle
     from medseg.planning import make_plan, parse_duration, write_plan
@@ -110,12 +118,20 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
              **common, **(epochs or {}))
     seconds = time.perf_counter() - started
     as_released = {"postprocessing_decision": None} if recipe == "v0.1" else {}  # v0.1 had no post-processing
-    workflow(bundle, ["train.json", *layers, "evaluate.json"], "infer", output_dir=str(out / "eval"),
-             ckpt_path=str(out / "train" / "model.pt"), evaluate_section="testing", **common, **as_released)
-    summary = json.loads((out / "eval" / "report" / "summary.json").read_text())
-    summary["train_seconds"] = seconds
-    summary["epochs"] = (epochs or {}).get("max_epochs")
-    return summary
+    summaries = {}
+    checkpoints = [(KEPT, recipe, "eval")]
+    if score_other_checkpoint:  # whichever of the two the run did not keep as model.pt
+        checkpoints += [(f, f"{recipe}@{label}", f"eval_{label}") for f, label in OTHER_CHECKPOINTS.items()
+                        if (out / "train" / f).is_file()]
+    for checkpoint, label, folder in checkpoints:
+        evaluation = out / folder
+        workflow(bundle, ["train.json", *layers, "evaluate.json"], "infer", output_dir=str(evaluation),
+                 ckpt_path=str(out / "train" / checkpoint), evaluate_section="testing", **common, **as_released)
+        summary = json.loads((evaluation / "report" / "summary.json").read_text())
+        summary["train_seconds"] = seconds
+        summary["epochs"] = (epochs or {}).get("max_epochs")
+        summaries[label] = summary
+    return summaries
 
 
 def aggregate(summaries: list[dict]) -> dict:
@@ -187,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                              "reported as recipe NAME; repeatable")
     parser.add_argument("--bundle", help="with one --task: train this bundle instead of the task's "
                                          f"({', '.join(f'{t}: {b[0]}' for t, b in TASKS.items())})")
+    parser.add_argument("--score_other_checkpoint", action="store_true",
+                        help="also score each run's other checkpoint (its last epoch, model_final.pt, as "
+                             "RECIPE@last_epoch; with keep_checkpoint last, its best epoch as RECIPE@best_epoch): "
+                             "the two checkpoints of the same runs side by side")
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", help="write the aggregated results here")
     args = parser.parse_args(argv)
@@ -216,24 +236,27 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for task in TASKS if args.task == "all" else [args.task]:
         data = convert(task, args.folds, out)
-        per_recipe: dict[str, list[dict]] = {r: [] for r in [*args.recipes, *candidates]}
+        recipes = [*args.recipes, *candidates]
+        per_recipe: dict[str, list[dict]] = {r: [] for r in recipes}  # and RECIPE@best_epoch as they come
         for fold in args.only_folds or range(args.folds):
             fold_dir = write_cv_fold(data / "datalist.json", fold, out / task / f"fold{fold}" / "data")
             epochs = None
-            for recipe in per_recipe:  # default first: the old recipe gets the same number of epochs
+            for recipe in recipes:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe
                 if recipe == "nnunet":
-                    summary = nnunet_fold(fold_dir, run_dir, parse_duration(args.time_budget),
-                                          args.nnunet_python.absolute(), args.nnunet_iterations)
+                    scored = {recipe: nnunet_fold(fold_dir, run_dir, parse_duration(args.time_budget),
+                                                  args.nnunet_python.absolute(), args.nnunet_iterations)}
                 else:
-                    summary = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs,
-                                              tracking_uri, args.min_steps, candidates.get(recipe), args.bundle)
+                    scored = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri,
+                                             args.min_steps, candidates.get(recipe), args.bundle,
+                                             args.score_other_checkpoint)
                 if recipe == "default":
-                    epochs = summary["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
-                per_recipe[recipe].append(summary)
+                    epochs = scored[recipe]["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 fit = f" (the plan says {epochs} epochs fit)" if epochs else ""
-                print(f"{task} fold {fold} {recipe}: mean Dice {summary['metrics'].get('mean_dice')} in "
-                      f"{summary['train_seconds'] / 60:.1f} min{fit}", flush=True)
+                for label, summary in scored.items():
+                    per_recipe.setdefault(label, []).append(summary)
+                    print(f"{task} fold {fold} {label}: mean Dice {summary['metrics'].get('mean_dice')} in "
+                          f"{summary['train_seconds'] / 60:.1f} min{fit}", flush=True)
         report[task] = {recipe: aggregate(s) for recipe, s in per_recipe.items() if s}
         show(task, report[task])
         show_folds(per_recipe)

@@ -176,12 +176,19 @@ DECISION_FILE = "postprocessing.json"
 
 
 def decision_beside(checkpoint: str | Path) -> str | None:
-    """The decision file training wrote beside ``checkpoint`` (``postprocessing.json``), or None if there is none.
+    """The decision file training wrote beside ``checkpoint``, or None if there is none.
+
+    A checkpoint other than the kept ``model.pt`` may have a decision of its own, chosen on its own epoch's
+    validation predictions (``model_best.pt`` -> ``model_best.postprocessing.json``, see
+    :class:`medseg.handlers.ChoosePostprocessing`); otherwise the run's ``postprocessing.json`` is used.
 
     Configs use it as ``"postprocessing_decision": "$medseg.postprocessing.decision_beside(@ckpt_path)"``.
     """
-    path = Path(checkpoint).parent / DECISION_FILE
-    return str(path) if path.is_file() else None
+    checkpoint = Path(checkpoint)
+    for path in (checkpoint.with_name(f"{checkpoint.stem}.{DECISION_FILE}"), checkpoint.parent / DECISION_FILE):
+        if path.is_file():
+            return str(path)
+    return None
 
 
 def _transform_base():

@@ -231,15 +231,36 @@ def check_positive(option: str, value: Any, integer: bool = True) -> None:
         raise BundleInputError(f"{option} {value!r}: must be {kind}, e.g. {option} {5 if integer else 0.001}")
 
 
+KEEP_CHECKPOINT = ("best", "last")
+
+
+def check_keep_checkpoint(value: Any) -> str:
+    """``value`` if it is a valid ``keep_checkpoint`` setting (``"best"`` or ``"last"``).
+
+    Raises:
+        BundleInputError: ``--keep_checkpoint 'final': must be best (...) or last (...)``.
+    """
+    if value not in KEEP_CHECKPOINT:
+        raise BundleInputError(
+            f"--keep_checkpoint {value!r}: must be best (model.pt = the best validated epoch) or last "
+            "(model.pt = the last epoch's weights)"
+        )
+    return str(value)
+
+
 def check_run_settings(**settings: Any) -> None:
     """Check the settings a run cannot start without before anything is built: ``max_epochs``, ``batch_size`` and
-    ``val_interval`` positive whole numbers, ``learning_rate`` a number of at least 0 (0 freezes the weights).
+    ``val_interval`` positive whole numbers, ``learning_rate`` a number of at least 0 (0 freezes the weights),
+    ``keep_checkpoint`` best or last.
     Meant for ``initialize``: ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
 
     Raises:
         BundleInputError: ``--max_epochs 0: must be a positive whole number ...``.
     """
     for name, value in settings.items():
+        if name == "keep_checkpoint":
+            check_keep_checkpoint(value)
+            continue
         if value is None:
             continue
         if name == "learning_rate":

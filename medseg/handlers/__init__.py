@@ -1,13 +1,20 @@
 """Ignite handlers that bundle configs use by ``_target_``.
 
 Modules are imported on use (``medseg.handlers.metrics``, ``medseg.handlers.report`` and
-``medseg.handlers.tracking`` import heavier libraries); the two handlers every bundle uses are exported here.
+``medseg.handlers.tracking`` import heavier libraries); the light handlers the bundles name are exported here.
 """
 
 from medseg.handlers.checkpoint import BundleCheckpointLoader
 from medseg.handlers.early_stopping import SmoothedScore
 from medseg.handlers.input_errors import InputErrorHandler
-from medseg.handlers.postprocessing import ChoosePostprocessing
+from medseg.handlers.postprocessing import ChooseAtTrainingEnd, ChoosePostprocessing
 from medseg.handlers.time_budget import TimeBudget
 
-__all__ = ["BundleCheckpointLoader", "ChoosePostprocessing", "InputErrorHandler", "SmoothedScore", "TimeBudget"]
+__all__ = [
+    "BundleCheckpointLoader",
+    "ChooseAtTrainingEnd",
+    "ChoosePostprocessing",
+    "InputErrorHandler",
+    "SmoothedScore",
+    "TimeBudget",
+]

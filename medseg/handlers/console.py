@@ -66,13 +66,21 @@ class TrainingConsole:
     Args:
         validator: the evaluator whose metrics the epoch line shows (``@validate#evaluator``); None for none.
         output_dir: the run folder (the summary names its best checkpoint).
-        checkpoint_name: file name of the best checkpoint in ``output_dir``.
+        checkpoint_name: file name of the kept checkpoint in ``output_dir``.
+        keep_checkpoint: which epoch that checkpoint holds, ``"best"`` (validated) or ``"last"`` (the bundle setting).
     """
 
-    def __init__(self, validator: Any = None, output_dir: str | None = None, checkpoint_name: str = "model.pt") -> None:
+    def __init__(
+        self,
+        validator: Any = None,
+        output_dir: str | None = None,
+        checkpoint_name: str = "model.pt",
+        keep_checkpoint: str = "best",
+    ) -> None:
         self.validator = validator
         self.output_dir = Path(output_dir) if output_dir else None
         self.checkpoint_name = checkpoint_name
+        self.keep_checkpoint = keep_checkpoint
         self.started = 0.0
         self.epoch_started = 0.0
         self.losses: list[float] = []
@@ -131,8 +139,10 @@ class TrainingConsole:
             lines.append(f"  best {name} {vstate.best_metric:.4f} at epoch {vstate.best_metric_epoch}")
         if self.output_dir is not None:
             best = self.output_dir / self.checkpoint_name
-            shown = best if best.is_file() else self.output_dir
-            lines.append(f"  checkpoint: {shown}")
+            # a kept last epoch is written by the final CheckpointSaver at this same event, after this handler
+            shown = best if best.is_file() or self.keep_checkpoint == "last" else self.output_dir
+            held = "the last epoch's weights" if self.keep_checkpoint == "last" else "the best validated epoch"
+            lines.append(f"  checkpoint: {shown} ({held})")
         lines += self._mlflow_lines(engine)
         return lines
 

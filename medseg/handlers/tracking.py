@@ -450,6 +450,7 @@ class MLflowTracking:
         savers = [
             h for e in [*self.evaluators, self.main_engine] for h in _attached(e) if isinstance(h, CheckpointSaver)
         ]
+        written = []
         for attr in ("_key_metric_checkpoint", "_final_checkpoint"):
             for saver in savers:
                 checkpoint = getattr(saver, attr, None)
@@ -461,7 +462,11 @@ class MLflowTracking:
                 fixed = getattr(handler, "filename", None)
                 path = Path(handler.dirname) / fixed if fixed else Path(checkpoint.last_checkpoint)
                 if path.is_file():
-                    return path
+                    written.append(path)
+        # the bundles keep their model as model.pt, the best epoch's or the last one's (keep_checkpoint)
+        kept = [path for path in written if path.name == "model.pt"]
+        if kept or written:
+            return (kept or written)[0]
         if self.output_dir:  # a checkpoint written by other means: the newest .pt under output_dir
             found = sorted(Path(self.output_dir).rglob("*.pt"), key=lambda p: p.stat().st_mtime)
             return found[-1] if found else None
@@ -496,9 +501,15 @@ class MLflowTracking:
             overlay = plots.overlay_png(case[CommonKeys.IMAGE], case[CommonKeys.LABEL], case["pred"], path, title)
             files.append((overlay, "overlays"))
         if self.kind == "train":  # an evaluation run reads a checkpoint, it does not make one
+            from medseg.postprocessing import decision_beside
+
             checkpoint = self._best_checkpoint()
             if checkpoint is not None:
                 files.append((checkpoint, "checkpoints"))
+                # its post-processing decision travels with it: `medseg package --run` applies it
+                decision = decision_beside(checkpoint)
+                if decision is not None:
+                    files.append((Path(decision), "checkpoints"))
         for pattern in self.extra_artifacts + self._adopted_artifacts:
             for found in sorted(glob(pattern)) or []:
                 found_path = Path(found)

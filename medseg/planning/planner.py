@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from medseg.bundle.errors import BundleInputError
 from medseg.planning.fingerprint import datalist_digest, fingerprint
 
 PLAN_VERSION = 1
-TIMED_STEPS = 3  # training steps timed after one warm-up step
+TIMED_STEPS = 5  # training steps timed (their median) after WARM_UP_STEPS
+WARM_UP_STEPS = 2  # allocations, kernel selection, the optimiser's state: the first steps run slower
 #: planned epochs per epoch the timed steps say fit (see make_plan)
 EPOCH_MARGIN = 2
 VAL_COST = 0.35  # one validation image costs about this fraction of one training image (forward only)
@@ -125,13 +127,17 @@ def time_training(bundle: Path, overrides: dict[str, Any], steps: int = TIMED_ST
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up: allocations, kernel selection
-    started = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(WARM_UP_STEPS):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - started) / steps
+    timed = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timed.append(time.perf_counter() - started)
+    # the median: one step slowed by a passing load elsewhere on the machine does not move the plan's size
+    return statistics.median(timed)
 
 
 def _epoch_seconds(step_seconds: float, n_train: int, n_val: int, batch: int) -> float:

@@ -128,6 +128,12 @@ def resolve_run(run: str, work_dir: str | Path | None = None, tracking_uri: str 
             "pass the checkpoint file with --run instead",
         )
     checkpoint = kfold.checkpoint if kfold else Path(client.download_artifacts(run, chosen, str(dest)))
+    if not kfold:  # the post-processing decision logged beside the checkpoint lands beside it again
+        from medseg.postprocessing import DECISION_FILE
+
+        for path in artifacts:
+            if path.endswith(DECISION_FILE) and Path(path).parent == Path(chosen).parent:
+                client.download_artifacts(run, path, str(dest))
     images = [Path(client.download_artifacts(run, p, str(dest))) for p in artifacts if p.lower().endswith(".png")]
     history = {
         key: [(m.step, m.value) for m in client.get_metric_history(run, key)] for key in sorted(record.data.metrics)

@@ -80,6 +80,8 @@ def test_train_evaluate_infer_export(bundle, phantom_data, tmp_path):
     # train: best-by-key-metric and last-epoch checkpoints
     run_workflow(bundle, ("train",), dataset_dir=str(data), output_dir=str(models), **TINY)
     assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
+    # each with the post-processing chosen on its own epoch's validation maps
+    assert (models / "postprocessing.json").is_file() and (models / "model_final.postprocessing.json").is_file()
 
     # evaluate (an override over train): metrics file with the key metric
     run_workflow(bundle, ("train", "evaluate"), "infer", dataset_dir=str(data), output_dir=str(evals),
@@ -130,6 +132,21 @@ def test_early_stopping_ends_a_run_that_does_not_improve(phantom_data, tmp_path)
                             output_dir=str(tmp_path), **overrides)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2 < trainer.state.max_epochs
+
+
+@pytest.mark.slow
+def test_keep_last_checkpoint_ships_the_last_epoch(phantom_data, tmp_path):
+    # keep_checkpoint "last" (nnU-Net's choice, an option here): model.pt holds the weights training ended with,
+    # the best validated epoch is model_best.pt, and each has the post-processing chosen on its own epoch's maps
+    overrides = {**TINY, "max_epochs": 3, "keep_checkpoint": "last"}
+    workflow = run_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                            output_dir=str(tmp_path), **overrides)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["model.pt", "model_best.pt"]
+    assert (tmp_path / "postprocessing.json").is_file() and (tmp_path / "model_best.postprocessing.json").is_file()
+    assert not (tmp_path / "model_final.postprocessing.json").exists()
+    trained = workflow.parser.get_parsed_content("network").state_dict()
+    kept = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.equal(kept[k], trained[k].cpu()) for k in kept)
 
 
 def check_augmented_draws(workflow, label: str, draws: int = 24) -> None:

@@ -75,6 +75,7 @@ def test_dermoscopy_trains_to_its_budget(phantom_data, bundle):  # noqa: F811
     plan = make_plan(bundle, phantom_data("isic"), "5m", timer=fake_timer(0.1))
     assert plan["early_stop_patience"] == plan["max_epochs"] > 10
     assert "plan_trains_to_budget" in plan["plan"]["reasons"]["early_stop_patience"]
+    assert "keep_checkpoint" not in plan  # what ships is still the best validated epoch (model.pt)
 
 
 def test_budget_shorter_than_one_epoch_is_one_line(phantom_data, capsys, tmp_path):  # noqa: F811

@@ -56,8 +56,6 @@ TASKS = {
     "isic": ("isic_flexunet_resnet34", "isic", "isic2017_sample", ["--max-size", "512"]),
 }
 RECIPES = ("default", "v0.1")
-KEPT = "model.pt"  # the checkpoint a run ships; the other one it saves, by how the bundle's keep_checkpoint is set
-OTHER_CHECKPOINTS = {"model_final.pt": "last_epoch", "model_best.pt": "best_epoch"}
 BASELINES = ("nnunet",)  # other tools on the same folds and budget: not run unless asked for
 
 
@@ -99,6 +97,7 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
     where the run kept its last (``keep_checkpoint: last``), the best validated one as ``<recipe>@best_epoch``.
     """
     from medseg.bundle import find_bundle
+    from medseg.bundle.checkpoint import KEPT_CHECKPOINT, OTHER_CHECKPOINT
     from medseg.planning import make_plan, parse_duration, write_plan
 
     bundle = find_bundle(bundle_name or TASKS[task][0])[0]
@@ -119,9 +118,9 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
     seconds = time.perf_counter() - started
     as_released = {"postprocessing_decision": None} if recipe == "v0.1" else {}  # v0.1 had no post-processing
     summaries = {}
-    checkpoints = [(KEPT, recipe, "eval")]
+    checkpoints = [(KEPT_CHECKPOINT, recipe, "eval")]
     if score_other_checkpoint:  # whichever of the two the run did not keep as model.pt
-        checkpoints += [(f, f"{recipe}@{label}", f"eval_{label}") for f, label in OTHER_CHECKPOINTS.items()
+        checkpoints += [(f, f"{recipe}@{epoch}_epoch", f"eval_{epoch}_epoch") for epoch, f in OTHER_CHECKPOINT.items()
                         if (out / "train" / f).is_file()]
     for checkpoint, label, folder in checkpoints:
         evaluation = out / folder
@@ -237,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     for task in TASKS if args.task == "all" else [args.task]:
         data = convert(task, args.folds, out)
         recipes = [*args.recipes, *candidates]
-        per_recipe: dict[str, list[dict]] = {r: [] for r in recipes}  # and RECIPE@best_epoch as they come
+        per_recipe: dict[str, list[dict]] = {r: [] for r in recipes}  # and RECIPE@last_epoch / @best_epoch as they come
         for fold in args.only_folds or range(args.folds):
             fold_dir = write_cv_fold(data / "datalist.json", fold, out / task / f"fold{fold}" / "data")
             epochs = None

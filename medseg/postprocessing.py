@@ -175,17 +175,23 @@ def load_decision(decision: Mapping | str | Path) -> dict:
 DECISION_FILE = "postprocessing.json"
 
 
-def decision_beside(checkpoint: str | Path) -> str | None:
-    """The decision file training wrote beside ``checkpoint``, or None if there is none.
+def decision_file(checkpoint_name: str) -> str:
+    """The name of the decision file that goes with a checkpoint file name: ``postprocessing.json`` for the kept
+    ``model.pt``, ``<stem>.postprocessing.json`` for another (``model_best.pt`` -> ``model_best.postprocessing.json``),
+    whose decision was chosen on its own epoch (:class:`medseg.handlers.ChoosePostprocessing`)."""
+    from medseg.bundle.checkpoint import KEPT_CHECKPOINT
 
-    A checkpoint other than the kept ``model.pt`` may have a decision of its own, chosen on its own epoch's
-    validation predictions (``model_best.pt`` -> ``model_best.postprocessing.json``, see
-    :class:`medseg.handlers.ChoosePostprocessing`); otherwise the run's ``postprocessing.json`` is used.
+    return DECISION_FILE if checkpoint_name == KEPT_CHECKPOINT else f"{Path(checkpoint_name).stem}.{DECISION_FILE}"
+
+
+def decision_beside(checkpoint: str | Path) -> str | None:
+    """The decision file training wrote beside ``checkpoint`` (:func:`decision_file`; failing that, the run's
+    ``postprocessing.json``), or None if there is none.
 
     Configs use it as ``"postprocessing_decision": "$medseg.postprocessing.decision_beside(@ckpt_path)"``.
     """
     checkpoint = Path(checkpoint)
-    for path in (checkpoint.with_name(f"{checkpoint.stem}.{DECISION_FILE}"), checkpoint.parent / DECISION_FILE):
+    for path in (checkpoint.parent / decision_file(checkpoint.name), checkpoint.parent / DECISION_FILE):
         if path.is_file():
             return str(path)
     return None

@@ -3,7 +3,7 @@
 Everything here ends a run with :class:`BundleInputError` (message only, exit status 2) on bad input.
 """
 
-from medseg.bundle.checkpoint import StateDictWithout, load_checkpoint_into
+from medseg.bundle.checkpoint import StateDictWithout, checkpoint_file, load_checkpoint_into
 from medseg.bundle.datalist import list_images, load_datalist, output_extension
 from medseg.bundle.errors import BundleInputError, InputCheckError, Interrupted, find_input_error
 from medseg.bundle.overrides import (
@@ -58,6 +58,7 @@ __all__ = [
     "find_input_error",
     "list_images",
     "load_checkpoint_into",
+    "checkpoint_file",
     "load_datalist",
     "output_extension",
 ]

@@ -7,6 +7,34 @@ from typing import Any
 
 from medseg.bundle.errors import BundleInputError
 
+KEPT_CHECKPOINT = "model.pt"  # what a run ships, whichever epoch it holds
+KEEP_CHECKPOINT = ("best", "last")
+OTHER_CHECKPOINT = {"best": "model_best.pt", "last": "model_final.pt"}  # the epoch a run does not ship
+
+
+def check_keep_checkpoint(value: Any) -> str:
+    """``value`` if it is a valid ``keep_checkpoint`` setting (``"best"`` or ``"last"``).
+
+    Raises:
+        BundleInputError: ``--keep_checkpoint 'final': must be best (...) or last (...)``.
+    """
+    if value not in KEEP_CHECKPOINT:
+        raise BundleInputError(
+            f"--keep_checkpoint {value!r}: must be best (model.pt = the best validated epoch) or last "
+            "(model.pt = the last epoch's weights)"
+        )
+    return str(value)
+
+
+def checkpoint_file(keep_checkpoint: str, epoch: str) -> str:
+    """The file name of the ``epoch`` (``"best"`` or ``"last"``) weights of a run set to ``keep_checkpoint``:
+    ``model.pt`` for the kept one, ``model_best.pt`` or ``model_final.pt`` for the other.
+
+    Configs name their checkpoints with it, e.g.
+    ``"key_metric_filename": "$medseg.bundle.checkpoint_file(@keep_checkpoint, 'best')"``.
+    """
+    return KEPT_CHECKPOINT if check_keep_checkpoint(keep_checkpoint) == epoch else OTHER_CHECKPOINT[epoch]
+
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load`` a checkpoint (weights only), ending the run cleanly when it is missing or unreadable.

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg.bundle.checkpoint import check_keep_checkpoint
 from medseg.bundle.errors import BundleInputError
 
 # create_workflow arguments that are not config overrides
@@ -229,23 +230,6 @@ def check_positive(option: str, value: Any, integer: bool = True) -> None:
         raise BundleInputError(f"{option} {value!r}: must be {kind}") from None
     if number <= 0 or number != number or (integer and number != int(number)) or isinstance(value, bool):
         raise BundleInputError(f"{option} {value!r}: must be {kind}, e.g. {option} {5 if integer else 0.001}")
-
-
-KEEP_CHECKPOINT = ("best", "last")
-
-
-def check_keep_checkpoint(value: Any) -> str:
-    """``value`` if it is a valid ``keep_checkpoint`` setting (``"best"`` or ``"last"``).
-
-    Raises:
-        BundleInputError: ``--keep_checkpoint 'final': must be best (...) or last (...)``.
-    """
-    if value not in KEEP_CHECKPOINT:
-        raise BundleInputError(
-            f"--keep_checkpoint {value!r}: must be best (model.pt = the best validated epoch) or last "
-            "(model.pt = the last epoch's weights)"
-        )
-    return str(value)
 
 
 def check_run_settings(**settings: Any) -> None:

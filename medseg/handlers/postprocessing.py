@@ -53,7 +53,7 @@ class ChoosePostprocessing:
     def __init__(
         self, output_dir: str, num_classes: int, metrics: Sequence[str] = ("dice",), keep_checkpoint: str = "best"
     ) -> None:
-        from medseg.bundle.overrides import check_keep_checkpoint
+        from medseg.bundle.checkpoint import check_keep_checkpoint
 
         self.output_dir = Path(output_dir)
         self.num_classes = int(num_classes)
@@ -80,25 +80,19 @@ class ChoosePostprocessing:
         for item in output if isinstance(output, (list, tuple)) else [output]:
             self._epoch.append((self._index_map(item["pred"]), self._index_map(item["label"])))
 
-    def _files(self) -> tuple[str, str]:
-        """The decision files of the best and of the last epoch."""
-        from medseg.postprocessing import DECISION_FILE
-
-        if self.keep_checkpoint == "last":
-            return f"model_best.{DECISION_FILE}", DECISION_FILE
-        return DECISION_FILE, f"model_final.{DECISION_FILE}"
-
     def _choose_if_best(self, engine: Engine) -> None:
         if getattr(engine.state, "best_metric_epoch", -1) == engine.state.epoch:
-            self._write(self._files()[0])
+            self._write("best")
 
     def choose_last(self, trainer: Engine | None = None) -> None:
         """Write the decision of the last validated epoch (what :class:`ChooseAtTrainingEnd` calls)."""
-        self._write(self._files()[1])  # the maps of the last validation, kept until the next one starts
+        self._write("last")  # the maps of the last validation, kept until the next one starts
 
-    def _write(self, name: str) -> None:
-        from medseg.postprocessing import choose_postprocessing
+    def _write(self, epoch: str) -> None:
+        from medseg.bundle.checkpoint import checkpoint_file
+        from medseg.postprocessing import choose_postprocessing, decision_file
 
+        name = decision_file(checkpoint_file(self.keep_checkpoint, epoch))
         if not self._epoch:
             return
         preds, labels = zip(*self._epoch, strict=True)

@@ -444,7 +444,7 @@ class MLflowTracking:
             tags["medseg.key_metric"] = key
         self.recorder.log_tags(tags)
 
-    def _best_checkpoint(self) -> Path | None:
+    def _kept_checkpoint(self) -> Path | None:
         from monai.handlers import CheckpointSaver
 
         savers = [
@@ -503,7 +503,7 @@ class MLflowTracking:
         if self.kind == "train":  # an evaluation run reads a checkpoint, it does not make one
             from medseg.postprocessing import decision_beside
 
-            checkpoint = self._best_checkpoint()
+            checkpoint = self._kept_checkpoint()
             if checkpoint is not None:
                 files.append((checkpoint, "checkpoints"))
                 # its post-processing decision travels with it: `medseg package --run` applies it
@@ -524,11 +524,11 @@ class MLflowTracking:
         return files
 
     def _log_network(self) -> None:
-        """The best checkpoint's network as an MLflow model (and a registry version when a name is set)."""
+        """The kept checkpoint's network as an MLflow model (and a registry version when a name is set)."""
         from medseg.tracking.models import log_network
 
         network = getattr(self.trainer, "network", None)
-        checkpoint = self._best_checkpoint()
+        checkpoint = self._kept_checkpoint()
         if network is None:
             return
         extra = (

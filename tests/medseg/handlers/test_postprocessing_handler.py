@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,8 +71,8 @@ def test_last_epoch_kept_gets_the_last_epochs_decision_and_the_best_epoch_its_ow
     ChooseAtTrainingEnd(chooser).attach(trainer)
     evaluator.run([0, 1], max_epochs=2)
     trainer.run([0], max_epochs=1)
-    kept = json.loads(open(decision_beside(tmp_path / "model.pt")).read())
-    best = json.loads(open(decision_beside(tmp_path / "model_best.pt")).read())
+    kept = json.loads(Path(decision_beside(tmp_path / "model.pt")).read_text())
+    best = json.loads(Path(decision_beside(tmp_path / "model_best.pt")).read_text())
     assert decision_beside(tmp_path / "model_best.pt") == str(tmp_path / "model_best.postprocessing.json")
     assert kept["classes"]["1"]["largest_component"] is False  # epoch 2's maps gain nothing from it
     assert best["classes"]["1"]["largest_component"] is True  # epoch 1's specks

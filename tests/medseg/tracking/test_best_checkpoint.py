@@ -4,6 +4,7 @@ epoch's by default, the last epoch's when the bundle keeps its last (``keep_chec
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -78,4 +79,4 @@ def test_logged_checkpoint_is_the_kept_one(tmp_path, session_tracking_store, kee
     from medseg.sharing.run_info import resolve_run
 
     resolved = resolve_run(run.info.run_id, tmp_path / "resolved", client.tracking_uri)
-    assert json.loads(open(decision_beside(resolved.checkpoint)).read()) == decision
+    assert json.loads(Path(decision_beside(resolved.checkpoint)).read_text()) == decision

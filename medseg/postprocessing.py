@@ -154,6 +154,33 @@ def choose_postprocessing(
     return {"classes": classes, "metrics": list(metrics), "scores": {"before": before, "after": best}}
 
 
+def index_map(value: Any) -> np.ndarray:
+    """A ``(H, W)`` ``uint8`` label map from one case's channel-first prediction or label: the argmax of a one-hot
+    or probability map with several channels, the single channel of a ``(1, H, W)`` map (tensor or array)."""
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    return (array.argmax(0) if array.shape[0] > 1 else array[0]).astype(np.uint8)
+
+
+def describe_decision(decision: Mapping) -> str:
+    """One line for people: ``class 1: largest component, fill holes; class 2: none``."""
+    parts = []
+    for label, ops in sorted(check_decision(decision).items()):
+        kept = [op.replace("_", " ") for op in OPERATIONS if ops[op]]
+        parts.append(f"class {label}: {', '.join(kept) or 'none'}")
+    return "; ".join(parts) or "no classes"
+
+
+def write_decision(decision: Mapping, path: str | Path) -> Path:
+    """Write a decision as JSON, whole or not at all (a temporary file renamed into place)."""
+    check_decision(decision, str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(decision, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def load_decision(decision: Mapping | str | Path) -> dict:
     """Return a decision given inline or as the path of a JSON file (checked, one-line errors)."""
     if isinstance(decision, (str, Path)):

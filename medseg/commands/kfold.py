@@ -1,8 +1,10 @@
 """``medseg kfold``: k-fold cross-validation and the fold ensemble.
 
 Trains one model per fold of the datalist's ``fold`` key (fold ``k`` validates on the training items of fold ``k``
-and trains on the others), then scores on the test split both the best single model (highest mean Dice on its own
-validation fold) and the mean ensemble of all fold models (MONAI ``EnsembleEvaluator`` + ``MeanEnsembled``).
+and trains on the others), chooses the ensemble's post-processing on the pooled out-of-fold validation predictions
+(``postprocessing.json`` beside ``kfold_summary.json``, as nnU-Net does), then scores on the test split both the best
+single model (highest mean Dice on its own validation fold) and the mean ensemble of all fold models (MONAI
+``EnsembleEvaluator`` + ``MeanEnsembled``), each with its post-processing, as ``medseg package`` ships them.
 MLflow: one parent run, a child run per fold (its own validation and test Dice), and on the parent
 ``test_mean_dice_best_single``, ``test_mean_dice_ensemble``, ``best_fold`` and every fold's scores, side by side.
 """
@@ -65,7 +67,13 @@ def _test_items(datalist: str) -> tuple[list[dict], str]:
 
 
 def _train_and_score(setup, folds: list[int], testing: list[dict], test_split: str) -> dict:
-    from medseg.strategies.kfold import evaluate_models, split_items, write_fold_datalist
+    from medseg.postprocessing import decision_beside, describe_decision
+    from medseg.strategies.kfold import (
+        choose_ensemble_postprocessing,
+        evaluate_models,
+        split_items,
+        write_fold_datalist,
+    )
     from medseg.strategies.progressive import best_checkpoint
     from medseg.strategies.runs import ParentRun
     from medseg.tracking import run_name
@@ -73,6 +81,7 @@ def _train_and_score(setup, folds: list[int], testing: list[dict], test_split: s
     params = {"bundle": setup.name, "folds": folds, "strategies": ",".join(setup.strategies) or "none"}
     tags = {"medseg.strategy": "kfold", "medseg.bundle": setup.name}
     checkpoints, validation, children = {}, {}, {}
+    out_of_fold: list = []  # each fold model's label maps on its own validation fold
     with ParentRun(setup.experiment, run_name(setup.name, "kfold"), setup.tracking_uri, tags, params) as parent:
         for fold in folds:
             fold_dir = setup.out / f"fold{fold}"
@@ -97,16 +106,29 @@ def _train_and_score(setup, folds: list[int], testing: list[dict], test_split: s
                     split_items(datalist, "validation"),
                     setup.name,
                     ensemble=False,
+                    label_maps=out_of_fold,
                 )
             )
-        test = evaluate_models(setup.parser, checkpoints, testing, setup.name, ensemble=True)
+        decision_path = setup.out / "postprocessing.json"
+        decision = choose_ensemble_postprocessing(setup.parser, out_of_fold, decision_path)
+        before, after = decision["scores"]["before"]["mean_dice"], decision["scores"]["after"]["mean_dice"]
+        print(
+            f"ensemble post-processing, chosen on {len(out_of_fold)} out-of-fold validation cases: "
+            f"{describe_decision(decision)} (mean Dice {before:.4f} -> {after:.4f}); {decision_path}"
+        )
+        # every test score is the shipped model's: each fold with its own decision, the ensemble with the pooled one
+        decisions = {name: decision_beside(path) for name, path in checkpoints.items()}
+        decisions["ensemble"] = decision
+        test = evaluate_models(setup.parser, checkpoints, testing, setup.name, ensemble=True, decisions=decisions)
         best_fold = max(validation, key=validation.get)
         for name, child_id in children.items():
             parent.log_metrics({"fold_val_mean_dice": validation[name], "test_mean_dice": test[name]}, child_id)
         metrics = {f"{name}_val_mean_dice": v for name, v in validation.items()}
         metrics.update({f"{name}_test_mean_dice": v for name, v in test.items() if name != "ensemble"})
         metrics.update({"test_mean_dice_best_single": test[best_fold], "test_mean_dice_ensemble": test["ensemble"]})
+        metrics.update({"oof_mean_dice": before, "oof_mean_dice_postprocessed": after})
         parent.log_metrics(metrics)
+        parent.log_artifact(str(decision_path))
         parent.log_params(
             {
                 "best_fold": best_fold,
@@ -120,6 +142,7 @@ def _train_and_score(setup, folds: list[int], testing: list[dict], test_split: s
             "validation": validation,
             "test": test,
             "checkpoints": {k: str(v) for k, v in checkpoints.items()},
+            "postprocessing": str(decision_path),
             "mlflow_parent_run": parent.run_id,
         }
         summary_file = setup.out / "kfold_summary.json"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from medseg.postprocessing import index_map
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -70,15 +71,10 @@ class ChoosePostprocessing:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._choose_if_best)
 
-    @staticmethod
-    def _index_map(value: Any) -> np.ndarray:
-        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-        return (array.argmax(0) if array.shape[0] > 1 else array[0]).astype(np.uint8)
-
     def _collect(self, engine: Engine) -> None:
         output = engine.state.output
         for item in output if isinstance(output, (list, tuple)) else [output]:
-            self._epoch.append((self._index_map(item["pred"]), self._index_map(item["label"])))
+            self._epoch.append((index_map(item["pred"]), index_map(item["label"])))
 
     def _choose_if_best(self, engine: Engine) -> None:
         if getattr(engine.state, "best_metric_epoch", -1) == engine.state.epoch:
@@ -90,18 +86,14 @@ class ChoosePostprocessing:
 
     def _write(self, epoch: str) -> None:
         from medseg.bundle.checkpoint import checkpoint_file
-        from medseg.postprocessing import choose_postprocessing, decision_file
+        from medseg.postprocessing import choose_postprocessing, decision_file, write_decision
 
         name = decision_file(checkpoint_file(self.keep_checkpoint, epoch))
         if not self._epoch:
             return
         preds, labels = zip(*self._epoch, strict=True)
         decision = choose_postprocessing(list(preds), list(labels), self.num_classes, metrics=self.metrics)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / name
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(json.dumps(decision, indent=2) + "\n")
-        tmp.replace(path)
+        path = write_decision(decision, self.output_dir / name)
         kept = {c: [op for op, on in ops.items() if on] for c, ops in decision["classes"].items()}
         logger.debug("post-processing chosen on %d validation cases: %s (%s)", len(preds), kept, path)
 

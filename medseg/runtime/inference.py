@@ -279,12 +279,20 @@ def batched_inference(
                 batches.close()
 
 
-class PrefetchDataLoader:
-    """A ``torch.utils.data.DataLoader`` whose batches are made one step ahead in a background thread.
+def _data_loader_base() -> type:
+    from monai.data import DataLoader
+
+    return DataLoader
+
+
+class PrefetchDataLoader(_data_loader_base()):
+    """A MONAI ``DataLoader`` whose batches are made ``depth`` steps ahead in a background thread.
 
     What ``monai.data.ThreadDataLoader`` does for the random augmentation of cached items (it overlaps the training
     step, torch ops release the GIL), but an error in a transform is raised in the training loop instead of ending
-    the epoch silently. ``len``, ``dataset``, ``sampler`` (``DistributedSampler.set_epoch``) are the wrapped loader's.
+    the epoch silently. It is a ``DataLoader`` (``len``, ``dataset``, ``sampler``, ``batch_size`` are its own), so
+    MONAI's engines still call ``DistributedSampler.set_epoch`` on it in a distributed run. Whether the overlap pays
+    depends on the cores left idle by the step (docs/runtime.md): the bundles keep a plain ``DataLoader``.
 
     Args:
         dataset: the dataset.
@@ -293,18 +301,8 @@ class PrefetchDataLoader:
     """
 
     def __init__(self, dataset: Any, depth: int = 1, **kwargs: Any) -> None:
-        from monai.data import DataLoader
-
-        self.loader = DataLoader(dataset, **kwargs)
+        super().__init__(dataset, **kwargs)
         self.depth = depth
 
     def __iter__(self) -> Iterator[Any]:
-        return prefetch(self.loader, self.depth)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "loader":  # not set yet (unpickling): avoid recursion
-            raise AttributeError(name)
-        return getattr(self.loader, name)
+        return prefetch(super().__iter__(), self.depth)

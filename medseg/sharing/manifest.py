@@ -130,7 +130,14 @@ def verify_files(folder: Path, manifest: dict, digest: Callable[[Path], str] | N
 
 _SKIPPED_PRE = ("LoadImaged", "EnsureChannelFirstd", "CheckChannelsd", "SelectItemsd", "EnsureTyped", "ToTensord")
 _SKIPPED_POST = ("Invertd", "SaveImaged", "EnsureTyped", "ToTensord")
-_KNOWN_PRE = ("SqueezeSliced", "ScaleIntensityd", "ScaleIntensityRanged", "NormalizeIntensityd", "Resized")
+_KNOWN_PRE = (
+    "SqueezeSliced",
+    "ScaleIntensityd",
+    "ScaleIntensityRanged",
+    "ScaleIntensityRangePercentilesd",
+    "NormalizeIntensityd",
+    "Resized",
+)
 _KNOWN_POST = ("Activationsd", "AsDiscreted", "ArgmaxLabelsd", "KeepLargestConnectedComponentd", "FillHolesd")
 _IGNORED_ARGS = ("_target_", "keys", "allow_missing_keys", "_disabled_", "_desc_", "_requires_", "_mode_")
 
@@ -213,6 +220,8 @@ def _step_of(cls_name: str, args: dict) -> dict | None:
         return {"name": "scale_intensity", "params": {k: args[k] for k in ("minv", "maxv") if k in args}}
     if cls_name == "ScaleIntensityRanged":
         return {"name": "scale_intensity_range", "params": args}
+    if cls_name == "ScaleIntensityRangePercentilesd":
+        return {"name": "scale_intensity_range_percentiles", "params": {k: v for k, v in args.items() if k != "dtype"}}
     if cls_name == "NormalizeIntensityd":
         if args.get("subtrahend") is None and args.get("divisor") is None:
             return {"name": "z_score", "params": {k: args[k] for k in ("nonzero", "channel_wise") if k in args}}
@@ -261,7 +270,7 @@ def _preprocessing(parser: Any, config_file: Path) -> list[dict]:
             raise SharingError(
                 config_file,
                 f"{config_id} ({name}) has no registered medseg preprocessing step, so it cannot be shared as data",
-                "use ScaleIntensityd, ScaleIntensityRanged, NormalizeIntensityd, Resized or SqueezeSliced",
+                f"use one of {', '.join(_KNOWN_PRE)}",
             )
         try:
             check_step(len(steps), step)

@@ -86,6 +86,7 @@ def render(
     overlays: list[str] | None = None,
     seed_paper_scores: dict[str, dict[str, float]] | None = None,
     data_license: str | None = None,
+    postprocessing: dict | None = None,
 ) -> str:
     """Write the model card.
 
@@ -97,6 +98,7 @@ def render(
         overlays: example overlay images, relative to ``docs/``.
         seed_paper_scores: published scores to compare with (``{paper: {metric: value}}``), when known.
         data_license: the text of the training data's licence (``docs/data_license.txt``).
+        postprocessing: the shipped post-processing decision (``{"classes": ...}``), or None.
 
     Returns:
         the Markdown text.
@@ -170,6 +172,19 @@ def render(
         lines += ["Published scores of the reference papers, for comparison (other data and protocols):", ""]
         rows = [(paper, m, _fmt(v)) for paper, scores in seed_paper_scores.items() for m, v in scores.items()]
         lines += _table(rows, ("paper", "metric", "value")) + [""]
+
+    lines += ["## Post-processing", ""]
+    if postprocessing:
+        from medseg.postprocessing import describe_decision
+
+        chosen_on = (
+            "the folds' pooled out-of-fold validation predictions"
+            if run.is_ensemble
+            else "the validation predictions of the checkpoint's epoch"
+        )
+        lines += [f"Applied to every label map: {describe_decision(postprocessing)} (chosen on {chosen_on}).", ""]
+    else:
+        lines += ["None: the label maps are the network's argmax.", ""]
 
     lines += ["## Learning curves", ""]
     lines += [f"![learning curves]({curve})", ""] if curve else ["Not available (no per-epoch metrics in the run).", ""]

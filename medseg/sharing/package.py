@@ -23,9 +23,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseg.sharing.errors import SharingError
+
+if TYPE_CHECKING:
+    from medseg.sharing.run_info import RunInfo
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 COPIED_CONFIGS = ("logging.conf",)
@@ -130,6 +133,23 @@ def _installed(name: str) -> bool:
         return True
     except PackageNotFoundError:
         return False
+
+
+def _trained_decision(run_info: RunInfo, models: Path) -> dict | None:
+    """The post-processing training chose for what the manifest ships, or None.
+
+    A single run's decision lies beside its checkpoint (``ChoosePostprocessing``). A k-fold run's ensemble has the
+    one ``medseg kfold`` chose on the folds' out-of-fold predictions, while ``models/model.pt`` (the MONAI bundle
+    form: the best fold) keeps that fold's own. The checkpoint's own decision is copied to
+    ``models/postprocessing.json``, where the bundle form's ``inference.json`` finds it beside ``model.pt``.
+    """
+    from medseg.postprocessing import DECISION_FILE, decision_beside, load_decision
+
+    own = decision_beside(run_info.checkpoint)
+    if own:
+        shutil.copy(own, models / DECISION_FILE)
+    chosen = run_info.postprocessing if run_info.folds else own
+    return {"classes": load_decision(chosen)["classes"]} if chosen else None
 
 
 def _build_network(config: dict, folder: Path) -> Any:
@@ -307,6 +327,8 @@ def package(
         metadata["model_sha256"] = {rel: sha256_file(staging / rel) for rel in ("models/model.pt", "models/model.ts")}
         (staging / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
 
+        if postprocessing is None:
+            postprocessing = _trained_decision(run_info, staging / "models")
         curve = learning_curve(run_info.history, staging / "docs" / "learning_curves.png")
         overlays = []
         for i, png in enumerate(p for p in run_info.images if "overlay" in p.as_posix().lower()):
@@ -323,20 +345,13 @@ def package(
             curve="learning_curves.png" if curve else None,
             overlays=overlays,
             data_license=license_text,
+            postprocessing=postprocessing,
         )
         (staging / "docs" / "README.md").write_text(card)
         bundle_license = bundle / "LICENSE"
         (staging / "LICENSE").write_text(bundle_license.read_text() if bundle_license.is_file() else _license_text())
 
         _verify(staging)
-        if postprocessing is None and not run_info.folds:
-            # the decision training chose on its validation data, beside the checkpoint (ChoosePostprocessing)
-            from medseg.postprocessing import decision_beside, load_decision
-
-            chosen = decision_beside(run_info.checkpoint)
-            postprocessing = {"classes": load_decision(chosen)["classes"]} if chosen else None
-            if chosen:  # the MONAI bundle form (--trust, monai.bundle run) applies it from beside its weights
-                shutil.copy(chosen, staging / "models" / Path(chosen).name)
         manifest = build_manifest(
             config, metadata, staging, states, run_info, tta=tta, postprocessing=postprocessing, amp=amp,
             batch_size=batch_size, source_config=bundle / "configs" / "inference.json",

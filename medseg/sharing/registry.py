@@ -9,9 +9,10 @@ register, ``pretrained`` false), ``monai.DynUNet``, ``monai.BasicUNet``, ``monai
 
 Registered preprocessing steps (applied in order after the image is read with its channels first):
 ``squeeze_slice`` (a 2D slice stored as a 3D file), ``scale_intensity`` (min-max to ``[minv, maxv]``),
-``scale_intensity_range`` (``[a_min, a_max]`` -> ``[b_min, b_max]``), ``z_score`` (per image, optionally per
-channel / non-zero voxels), ``normalize_intensity`` (fixed ``subtrahend``/``divisor``, e.g. ImageNet mean and
-std), ``resize`` (to ``spatial_size``).
+``scale_intensity_range`` (``[a_min, a_max]`` -> ``[b_min, b_max]``), ``scale_intensity_range_percentiles``
+(each image's ``lower`` and ``upper`` percentiles -> ``[b_min, b_max]``, optionally per channel), ``z_score`` (per
+image, optionally per channel / non-zero voxels), ``normalize_intensity`` (fixed ``subtrahend``/``divisor``, e.g.
+ImageNet mean and std), ``resize`` (to ``spatial_size``).
 """
 
 from __future__ import annotations
@@ -342,6 +343,12 @@ def _scale_intensity_range(p: dict) -> Any:
     return ScaleIntensityRanged(keys="image", **p)
 
 
+def _scale_intensity_range_percentiles(p: dict) -> Any:
+    from monai.transforms import ScaleIntensityRangePercentilesd
+
+    return ScaleIntensityRangePercentilesd(keys="image", **p)
+
+
 def _z_score(p: dict) -> Any:
     from monai.transforms import NormalizeIntensityd
 
@@ -376,6 +383,20 @@ STEPS: dict[str, StepSpec] = {
             {"a_min": number(), "a_max": number(), "b_min": number(), "b_max": number(), "clip": boolean},
             ("a_min", "a_max", "b_min", "b_max"),
             _scale_intensity_range,
+        ),
+        StepSpec(
+            "scale_intensity_range_percentiles",
+            {
+                "lower": number(0, 100),
+                "upper": number(0, 100),
+                "b_min": number(),
+                "b_max": number(),
+                "clip": boolean,
+                "relative": boolean,
+                "channel_wise": boolean,
+            },
+            ("lower", "upper", "b_min", "b_max"),
+            _scale_intensity_range_percentiles,
         ),
         StepSpec("z_score", {"nonzero": boolean, "channel_wise": boolean}, (), _z_score),
         StepSpec(

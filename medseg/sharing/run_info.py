@@ -31,6 +31,12 @@ class RunInfo:
         history: metric name -> [(step, value)], for learning curves.
         tags: the run's tags.
         images: local copies of the run's overlay and learning-curve PNGs.
+        datasets: the datasets MLflow recorded as the run's inputs.
+        folds: ``(name, checkpoint)`` per fold of a k-fold run (empty otherwise).
+        fold_scores: each fold's validation score.
+        postprocessing: a k-fold run's ensemble post-processing decision (chosen on the out-of-fold predictions),
+            or None; a single run's decision lies beside its checkpoint instead.
+        model_uri: the registered model the run was reached by (``models:/NAME/VERSION``), if any.
     """
 
     checkpoint: Path
@@ -45,7 +51,8 @@ class RunInfo:
     datasets: list[dict[str, str]] = field(default_factory=list)
     folds: list[tuple[str, Path]] = field(default_factory=list)
     fold_scores: dict[str, float] = field(default_factory=dict)
-    model_uri: str | None = None  # the registered model the run was reached by (models:/NAME/VERSION), if any
+    postprocessing: Path | None = None
+    model_uri: str | None = None
 
     @property
     def has_run(self) -> bool:
@@ -151,6 +158,7 @@ def resolve_run(run: str, work_dir: str | Path | None = None, tracking_uri: str 
         datasets=_dataset_inputs(record),
         folds=kfold.folds if kfold else [],
         fold_scores=kfold.fold_scores if kfold else {},
+        postprocessing=kfold.postprocessing if kfold else None,
     )
 
 
@@ -166,22 +174,24 @@ def _dataset_inputs(record) -> list[dict[str, str]]:
 
 
 def _from_kfold_summary(path: Path) -> RunInfo:
-    """A k-fold run from its ``kfold_summary.json`` (see ``medseg kfold``): fold checkpoints and validation scores.
+    """A k-fold run from its ``kfold_summary.json`` (see ``medseg kfold``): fold checkpoints, validation scores and
+    the ensemble's post-processing decision (summaries written before it was chosen have none).
 
     Raises:
-        SharingError: not a summary, or a fold checkpoint that no longer exists.
+        SharingError: not a summary, or a fold checkpoint or decision file that no longer exists.
     """
     import json
 
     try:
         summary = json.loads(path.read_text())
         checkpoints = {str(k): Path(v) for k, v in summary["checkpoints"].items()}
+        decision = Path(summary["postprocessing"]) if summary.get("postprocessing") else None
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise SharingError(path, f"is not a medseg k-fold summary ({exc})", "pass the kfold_summary.json") from exc
-    missing = [str(p) for p in checkpoints.values() if not p.is_file()]
+    missing = [str(p) for p in [*checkpoints.values(), *([decision] if decision else [])] if not p.is_file()]
     if not checkpoints or missing:
         raise SharingError(
-            path, f"names fold checkpoints that do not exist ({missing[:3]})", "package on the machine that trained it"
+            path, f"names files that do not exist ({missing[:3]})", "package on the machine that trained it"
         )
     scores = {str(k): float(v) for k, v in summary.get("validation", {}).items()}
     best = max(scores, key=scores.get) if scores else sorted(checkpoints)[0]
@@ -189,6 +199,7 @@ def _from_kfold_summary(path: Path) -> RunInfo:
         checkpoint=checkpoints.get(best, next(iter(checkpoints.values()))),
         folds=sorted(checkpoints.items()),
         fold_scores=scores,
+        postprocessing=decision,
         params={"kfold_summary": str(path)},
     )
 

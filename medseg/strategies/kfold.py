@@ -95,17 +95,22 @@ def write_fold_datalist(datalist: str | Path, fold: int, out: str | Path) -> Pat
     return out
 
 
-def _postprocessing(pred_keys: list[str], num_classes: int, ensemble: bool) -> Any:
+def _postprocessing(pred_keys: list[str], num_classes: int, ensemble: bool, decision: Any = None) -> Any:
+    """Softmax (sigmoid for one channel), the mean over ``pred_keys`` for an ensemble, the label map, then
+    ``decision`` (a post-processing decision, see :mod:`medseg.postprocessing`) and one-hot for the Dice."""
     from monai.transforms import Activationsd, AsDiscreted, Compose, MeanEnsembled
+
+    from medseg.postprocessing import ApplyPostprocessingd
 
     binary = num_classes == 1
     steps: list[Any] = [Activationsd(keys=pred_keys, softmax=not binary, sigmoid=binary)]
     if ensemble:
         steps.append(MeanEnsembled(keys=pred_keys, output_key="pred"))
     if binary:
-        steps.append(AsDiscreted(keys="pred", threshold=0.5))
+        steps += [AsDiscreted(keys="pred", threshold=0.5), ApplyPostprocessingd("pred", decision)]
     else:
-        steps.append(AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=num_classes))
+        steps += [AsDiscreted(keys="pred", argmax=True), ApplyPostprocessingd("pred", decision),
+                  AsDiscreted(keys=["pred", "label"], to_onehot=num_classes)]
     return Compose(steps)
 
 
@@ -124,7 +129,13 @@ def _networks(parser: Any, checkpoints: dict[str, Path], bundle: str) -> dict[st
 
 
 def evaluate_models(
-    parser: Any, checkpoints: dict[str, Path], items: list[dict], bundle: str = "", ensemble: bool = True
+    parser: Any,
+    checkpoints: dict[str, Path],
+    items: list[dict],
+    bundle: str = "",
+    ensemble: bool = True,
+    decisions: dict[str, Any] | None = None,
+    label_maps: list[tuple[Any, Any]] | None = None,
 ) -> dict[str, float]:
     """Mean Dice of each model, and of their mean ensemble, on ``items``.
 
@@ -135,16 +146,25 @@ def evaluate_models(
         items: the evaluation items (absolute paths, with labels).
         bundle: the bundle's name, for messages.
         ensemble: also score the mean ensemble (key ``ensemble``).
+        decisions: model name (or ``ensemble``) -> the post-processing decision to apply to its label maps before
+            scoring (a dict or a file; missing or None: none), so that each score is the shipped model's.
+        label_maps: when a list, every single model's predicted and true label maps (``uint8`` ``(H, W)``, before
+            any decision) are appended to it: the out-of-fold predictions a k-fold ensemble's post-processing is
+            chosen on.
 
     Returns:
         model name -> mean Dice, plus ``ensemble``.
     """
+    from ignite.engine import Events
     from monai.data import DataLoader, Dataset
     from monai.engines import EnsembleEvaluator, SupervisedEvaluator
     from monai.handlers import MeanDice, from_engine
 
+    from medseg.postprocessing import index_map
+
     if not items:
         raise StrategyError("no items to evaluate on")
+    decisions = decisions or {}
     device = parser.get_parsed_content("device")
     networks = _networks(parser, checkpoints, bundle)
     num_classes = int(parser.get_parsed_content("network_def#out_channels"))
@@ -156,6 +176,10 @@ def evaluate_models(
             TEST_METRIC: MeanDice(include_background=num_classes == 1, output_transform=from_engine(["pred", "label"]))
         }
 
+    def keep_maps(engine) -> None:
+        for case in engine.state.output:
+            label_maps.append((index_map(case["pred"]), index_map(case["label"])))
+
     scores: dict[str, float] = {}
     for name, network in networks.items():
         evaluator = SupervisedEvaluator(
@@ -163,9 +187,11 @@ def evaluate_models(
             val_data_loader=loader,
             network=network,
             inferer=inferer,
-            postprocessing=_postprocessing(["pred"], num_classes, False),
+            postprocessing=_postprocessing(["pred"], num_classes, False, decisions.get(name)),
             key_val_metric=metric(),
         )
+        if label_maps is not None:
+            evaluator.add_event_handler(Events.ITERATION_COMPLETED, keep_maps)
         evaluator.run()
         scores[name] = float(evaluator.state.metrics[TEST_METRIC])
     if ensemble and len(networks) > 1:
@@ -176,12 +202,35 @@ def evaluate_models(
             networks=list(networks.values()),
             pred_keys=pred_keys,
             inferer=inferer,
-            postprocessing=_postprocessing(pred_keys, num_classes, True),
+            postprocessing=_postprocessing(pred_keys, num_classes, True, decisions.get("ensemble")),
             key_val_metric=metric(),
         )
         evaluator.run()
         scores["ensemble"] = float(evaluator.state.metrics[TEST_METRIC])
     return scores
+
+
+def choose_ensemble_postprocessing(parser: Any, label_maps: list[tuple[Any, Any]], out: str | Path) -> dict:
+    """Choose the fold ensemble's post-processing on the folds' out-of-fold validation predictions, as nnU-Net
+    does, and write it to ``out``.
+
+    Each case was predicted by the fold model that did not train on it, so the pooled maps are a cross-validation
+    of the whole training set. The bundle's ``postprocessing_metrics`` are the scores that must not drop.
+
+    Returns:
+        the decision (:func:`medseg.postprocessing.choose_postprocessing`).
+    """
+    from medseg.postprocessing import choose_postprocessing, write_decision
+
+    if not label_maps:
+        raise StrategyError("no out-of-fold predictions to choose the ensemble's post-processing on")
+    metrics = parser.get_parsed_content("postprocessing_metrics") if "postprocessing_metrics" in parser else ["dice"]
+    num_classes = max(int(parser.get_parsed_content("network_def#out_channels")), 2)
+    predictions, labels = zip(*label_maps, strict=True)
+    decision = choose_postprocessing(list(predictions), list(labels), num_classes, metrics=list(metrics))
+    decision["cases"] = len(label_maps)
+    write_decision(decision, out)
+    return decision
 
 
 def write_cv_fold(datalist: str | Path, fold: int, out: str | Path) -> Path:

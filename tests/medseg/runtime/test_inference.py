@@ -169,6 +169,37 @@ def test_prefetch_data_loader_is_a_loader_that_raises():
     assert len(seen) == 1  # the first batch arrived, the second raised (ThreadDataLoader would just stop)
 
 
+def test_prefetch_data_loader_gives_the_same_batches_and_epochs_to_a_distributed_sampler():
+    """The bundles' training loader: the same seeded augmented batches as a DataLoader, and (being one) MONAI's
+    engines set its DistributedSampler's epoch, so each epoch of a distributed run is shuffled anew."""
+    from monai.data import DataLoader, Dataset
+    from monai.engines import SupervisedTrainer
+    from monai.transforms import RandGaussianNoised
+    from torch.utils.data.distributed import DistributedSampler
+
+    from medseg.runtime import PrefetchDataLoader
+
+    def batches(loader_class) -> list[torch.Tensor]:
+        noise = RandGaussianNoised("image", prob=1.0, std=1.0)
+        noise.set_random_state(seed=3)
+        data = Dataset([{"image": torch.zeros(1, 4, 4)} for _ in range(6)], transform=noise)
+        torch.manual_seed(0)
+        return [b["image"] for b in loader_class(data, batch_size=4, shuffle=True)]
+
+    plain, prefetched = batches(DataLoader), batches(PrefetchDataLoader)
+    assert len(plain) == len(prefetched) == 2 and all(torch.equal(a, b) for a, b in zip(plain, prefetched, strict=True))
+
+    sampler = DistributedSampler(list(range(8)), num_replicas=2, rank=0, shuffle=True)
+    loader = PrefetchDataLoader([{"image": torch.ones(1, 2, 2), "label": torch.ones(1, 2, 2)}] * 8, batch_size=2,
+                                sampler=sampler)  # fmt: skip
+    network = torch.nn.Conv2d(1, 1, 1)
+    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=3, train_data_loader=loader, network=network,
+                                optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+                                loss_function=torch.nn.MSELoss())  # fmt: skip
+    trainer.run()
+    assert sampler.epoch == 3 and trainer.state.iteration == 3 * len(loader)
+
+
 def test_keep_going_fails_items_alone_in_order(pngs, tmp_path):
     pre, post, net = pipeline()
     expected = one_at_a_time(pngs, pre, post, net)

@@ -85,6 +85,8 @@ def test_steps_are_typed():
         ({"name": "resize", "params": {"spatial_size": "$[32]"}}, "'spatial_size'"),
         ({"name": "Lambdad", "params": {}}, "not registered"),
         ({"name": "z_score", "params": {"func": "x"}}, "unknown argument"),
+        ({"name": "scale_intensity_range_percentiles", "params": {"lower": 1, "upper": 150, "b_min": 0, "b_max": 1}},
+         r"'upper'.*a number in \[0, 100\]"),
     ):
         with pytest.raises(ArgumentError, match=expected):
             check_step(0, step)
@@ -164,8 +166,9 @@ def test_manifest_and_monai_bundle_give_the_same_masks(rgb_bundle, tmp_path):
         )
 
 
-def _kfold_summary(bundle: Path, folder: Path) -> tuple[Path, dict]:
-    """Three fold checkpoints (random weights) and the kfold_summary.json ``medseg kfold`` would write."""
+def _kfold_summary(bundle: Path, folder: Path, decision: dict | None = None) -> tuple[Path, dict]:
+    """Three fold checkpoints (random weights) and the kfold_summary.json ``medseg kfold`` would write; with
+    ``decision``, the ensemble's post-processing file it names."""
     from monai.networks.nets import UNet
 
     config = json.loads((bundle / "configs" / "inference.json").read_text())
@@ -177,8 +180,55 @@ def _kfold_summary(bundle: Path, folder: Path) -> tuple[Path, dict]:
         torch.save({"model": UNet(**args).state_dict()}, checkpoints[f"fold{fold}"])
     summary = folder / "kfold_summary.json"
     scores = {"fold0": 0.70, "fold1": 0.80, "fold2": 0.75}
-    summary.write_text(json.dumps({"checkpoints": checkpoints, "validation": scores, "best_fold": "fold1"}))
+    record = {"checkpoints": checkpoints, "validation": scores, "best_fold": "fold1"}
+    if decision is not None:
+        record["postprocessing"] = str(folder / "postprocessing.json")
+        (folder / "postprocessing.json").write_text(json.dumps(decision))
+    summary.write_text(json.dumps(record))
     return summary, checkpoints
+
+
+POOLED = {"classes": {"1": {"largest_component": True, "fill_holes": True}}}
+BEST_FOLDS_OWN = {"classes": {"1": {"largest_component": False, "fill_holes": True}}}
+
+
+def test_kfold_ensemble_ships_the_out_of_fold_decision_and_the_best_fold_its_own(rgb_bundle, tmp_path):
+    from medseg.sharing.package import package
+
+    summary, _ = _kfold_summary(rgb_bundle, tmp_path, decision=POOLED)
+    (tmp_path / "fold1.postprocessing.json").write_text(json.dumps(BEST_FOLDS_OWN))  # beside the best fold
+    result = package(rgb_bundle, str(summary), tmp_path / "dist", schema=rgb_bundle / "configs" / "meta_schema.json")
+    assert read_manifest(result.folder)["postprocessing"]["classes"] == POOLED["classes"]
+    # the MONAI bundle form is the best fold alone: its inference.json applies that fold's own decision
+    assert json.loads((result.folder / "models" / "postprocessing.json").read_text()) == BEST_FOLDS_OWN
+    card = (result.folder / "docs" / "README.md").read_text()
+    assert "class 1: largest component, fill holes (chosen on the folds' pooled out-of-fold" in card
+
+
+def test_kfold_summary_naming_a_missing_decision_is_refused(rgb_bundle, tmp_path):
+    from medseg.sharing.package import package
+
+    summary, _ = _kfold_summary(rgb_bundle, tmp_path, decision=POOLED)
+    (tmp_path / "postprocessing.json").unlink()
+    with pytest.raises(SharingError, match="names files that do not exist .*postprocessing.json"):
+        package(rgb_bundle, str(summary), tmp_path / "dist", schema=rgb_bundle / "configs" / "meta_schema.json")
+    assert list((tmp_path / "dist").iterdir()) == []  # nothing half-written
+
+
+def test_other_checkpoints_decision_reaches_the_bundle_form(rgb_bundle, tmp_path):
+    """Packaging ``model_final.pt`` ships ``model_final.postprocessing.json`` as ``models/postprocessing.json``, the
+    name the bundle form's inference.json looks for beside ``models/model.pt``."""
+    from medseg.sharing.package import package
+
+    checkpoint = tmp_path / "run" / "model_final.pt"
+    checkpoint.parent.mkdir()
+    shutil.copy(rgb_bundle / "models" / "model.pt", checkpoint)
+    (tmp_path / "run" / "model_final.postprocessing.json").write_text(json.dumps(BEST_FOLDS_OWN))
+    result = package(rgb_bundle, str(checkpoint), tmp_path / "dist", schema=rgb_bundle / "configs" / "meta_schema.json")
+    assert json.loads((result.folder / "models" / "postprocessing.json").read_text()) == BEST_FOLDS_OWN
+    assert read_manifest(result.folder)["postprocessing"]["classes"] == BEST_FOLDS_OWN["classes"]
+    card = (result.folder / "docs" / "README.md").read_text()
+    assert "class 1: fill holes (chosen on the validation predictions" in card
 
 
 @pytest.mark.slow

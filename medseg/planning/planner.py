@@ -58,6 +58,16 @@ def _modality(fp: dict[str, Any]) -> str:
     return " ".join(modality.values()) if isinstance(modality, dict) else str(modality)
 
 
+# what the bundles' own scalings do, for the plan's reasons
+KEPT_SCALING = {
+    "ScaleIntensityRanged": "fixed range scaling, which treats every image alike (brightness differences are "
+    "information)",
+    "ScaleIntensityd": "min-max scaling of each image",
+    "ScaleIntensityRangePercentilesd": "per-image percentile scaling of each channel (colour and contrast vary with "
+    "the camera and lighting; cross-validated for dermoscopy in benchmarks/README.md)",
+}
+
+
 def _intensity(fp: dict[str, Any], current: list) -> tuple[list, str]:
     stats, modality = fp["intensity"], _modality(fp)
     # 8-bit exports (PNG slices) already carry a display window; raw MRI values have an arbitrary scale per scanner.
@@ -68,9 +78,11 @@ def _intensity(fp: dict[str, Any], current: list) -> tuple[list, str]:
             f"{modality}: intensities have no physical unit and vary by scanner (mean {stats['mean']}, max "
             f"{stats['max']:g}): z-score each image, as nnU-Net does for MRI"
         )
+    names = [t.get("_target_") for t in current or [] if isinstance(t, dict)]
+    why = next((KEPT_SCALING[n] for n in names if n in KEPT_SCALING), f"intensity transforms {names}")
     return current, (
         f"{modality} with {'8-bit' if stats['eight_bit'] else 'fixed-range'} values (max {stats['max']:g}): keep the "
-        "bundle's fixed range scaling, which treats every image alike (brightness differences are information)"
+        f"bundle's {why}"
     )
 
 

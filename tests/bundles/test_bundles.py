@@ -178,6 +178,28 @@ def test_training_augmentation_keeps_size_intensities_and_labels(bundle, phantom
     check_augmented_draws(workflow, bundle)
 
 
+@pytest.mark.parametrize("bundle", [b for b in BUNDLES if BUNDLE_DATA[b] in ("isic", "ham10000")])
+@pytest.mark.parametrize("config", ["train", "inference"])
+def test_dermoscopy_scaling_ignores_each_images_gain_offset_and_colour_cast(bundle, config):
+    """Each channel's 1st and 99th percentiles of each image become 0 and 1: a darker, lower-contrast copy of an image
+    with a colour cast (gain and offset per channel) is scaled to the same values as the original."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, config))
+    scale = Compose(parser.get_parsed_content("intensity_transforms"))
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (3, 40, 30)).astype(np.float32)
+    image[:, 10:30, 8:22] *= 0.4  # a darker lesion
+    gain, offset = np.array([0.6, 0.8, 0.5], np.float32), np.array([30, 10, 60], np.float32)
+    cast = image * gain[:, None, None] + offset[:, None, None]
+    original, copy = (np.asarray(scale({"image": x})["image"]) for x in (image, cast))
+    assert original.min() == 0.0 and original.max() == 1.0
+    np.testing.assert_allclose(copy, original, atol=1e-4)
+    assert not np.allclose(cast / 255, image / 255, atol=0.05)  # fixed 0-255 scaling would see two different images
+
+
 # recipe file -> the bundles it is layered on (bundles/recipes/README.md)
 RECIPE_BUNDLES = {
     **{f"{bundle}_v0.1.json": [bundle] for bundle in BUNDLES},

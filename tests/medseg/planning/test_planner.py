@@ -63,10 +63,11 @@ def test_plan_follows_the_data_and_fits_the_budget(phantom_data):  # noqa: F811
     assert timer.calls[0]["spatial_size"] == [96, 96] and timer.calls[0]["dataset_dir"] == str(data)
 
 
-def test_dermoscopy_keeps_fixed_scaling_and_caps_the_size(phantom_data):  # noqa: F811
+def test_dermoscopy_keeps_its_per_image_scaling_and_caps_the_size(phantom_data):  # noqa: F811
     plan = make_plan("isic_unet", phantom_data("isic"), "5m", max_size=32, timer=fake_timer(0.1))
     assert plan["spatial_size"] == [32, 32]  # the cap, a multiple of the UNet's 16
-    assert plan["intensity_transforms"][0]["_target_"] == "ScaleIntensityRanged"
+    assert plan["intensity_transforms"][0]["_target_"] == "ScaleIntensityRangePercentilesd"
+    assert "per-image percentile scaling of each channel" in plan["plan"]["reasons"]["intensity_transforms"]
 
 
 @pytest.mark.parametrize("bundle", ["isic_unet", "isic_flexunet_resnet34"])

@@ -172,13 +172,10 @@ def describe_decision(decision: Mapping) -> str:
 
 def write_decision(decision: Mapping, path: str | Path) -> Path:
     """Write a decision as JSON, whole or not at all (a temporary file renamed into place)."""
+    from medseg.io import write_json
+
     check_decision(decision, str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(decision, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(decision, path)
 
 
 def load_decision(decision: Mapping | str | Path) -> dict:

@@ -1,5 +1,7 @@
-"""Reading the files medseg scores: label masks (PNG, NIfTI) matched to their case by file name."""
+"""Reading the files medseg scores: label masks (PNG, NIfTI) matched to their case by file name; writing its small
+JSON files atomically."""
 
+from medseg.io.files import write_json
 from medseg.io.masks import (
     GT_SUFFIXES,
     MASK_EXTENSIONS,
@@ -20,4 +22,5 @@ __all__ = [
     "check_label_values",
     "find_masks",
     "read_mask",
+    "write_json",
 ]

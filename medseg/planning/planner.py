@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -327,12 +326,9 @@ def describe_plan(plan: dict[str, Any]) -> list[str]:
 
 def write_plan(plan: dict[str, Any], path: str | Path) -> Path:
     """Write ``plan`` as JSON to ``path`` atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(plan, indent=4) + "\n")
-    tmp.replace(path)
-    return path
+    from medseg.io import write_json
+
+    return write_json(plan, path, indent=4)
 
 
 def check_plan(plan: dict[str, Any] | None, bundle_name: str, datalist: str | Path | None = None) -> None:

@@ -87,6 +87,7 @@ def render(
     seed_paper_scores: dict[str, dict[str, float]] | None = None,
     data_license: str | None = None,
     postprocessing: dict | None = None,
+    postprocessing_origin: str = "",
 ) -> str:
     """Write the model card.
 
@@ -99,6 +100,7 @@ def render(
         seed_paper_scores: published scores to compare with (``{paper: {metric: value}}``), when known.
         data_license: the text of the training data's licence (``docs/data_license.txt``).
         postprocessing: the shipped post-processing decision (``{"classes": ...}``), or None.
+        postprocessing_origin: where that decision came from, for people (``chosen on ...``).
 
     Returns:
         the Markdown text.
@@ -177,12 +179,8 @@ def render(
     if postprocessing:
         from medseg.postprocessing import describe_decision
 
-        chosen_on = (
-            "the folds' pooled out-of-fold validation predictions"
-            if run.is_ensemble
-            else "the validation predictions of the checkpoint's epoch"
-        )
-        lines += [f"Applied to every label map: {describe_decision(postprocessing)} (chosen on {chosen_on}).", ""]
+        origin = f" ({postprocessing_origin})" if postprocessing_origin else ""
+        lines += [f"Applied to every label map: {describe_decision(postprocessing)}{origin}.", ""]
     else:
         lines += ["None: the label maps are the network's argmax.", ""]
 

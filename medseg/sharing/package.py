@@ -329,6 +329,10 @@ def package(
 
         if postprocessing is None:
             postprocessing = _trained_decision(run_info, staging / "models")
+            origin = "chosen on the folds' pooled out-of-fold validation predictions" if run_info.folds else (
+                "chosen on the validation predictions of the checkpoint's epoch")
+        else:
+            origin = "given by the packager"
         curve = learning_curve(run_info.history, staging / "docs" / "learning_curves.png")
         overlays = []
         for i, png in enumerate(p for p in run_info.images if "overlay" in p.as_posix().lower()):
@@ -346,6 +350,7 @@ def package(
             overlays=overlays,
             data_license=license_text,
             postprocessing=postprocessing,
+            postprocessing_origin=origin,
         )
         (staging / "docs" / "README.md").write_text(card)
         bundle_license = bundle / "LICENSE"

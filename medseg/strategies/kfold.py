@@ -222,8 +222,6 @@ def choose_ensemble_postprocessing(parser: Any, label_maps: list[tuple[Any, Any]
     """
     from medseg.postprocessing import choose_postprocessing, write_decision
 
-    if not label_maps:
-        raise StrategyError("no out-of-fold predictions to choose the ensemble's post-processing on")
     metrics = parser.get_parsed_content("postprocessing_metrics") if "postprocessing_metrics" in parser else ["dice"]
     num_classes = max(int(parser.get_parsed_content("network_def#out_channels")), 2)
     predictions, labels = zip(*label_maps, strict=True)

@@ -103,6 +103,7 @@ def test_train_package_sign_predict_png_nifti_dicom(tmp_path):
     assert (result.folder / "manifest.sig").is_file()
     card = (result.folder / "docs" / "README.md").read_text()
     assert "## Intended use" in card and "disc phantoms" in card and "## Data licence" in card
+    assert "class 1: largest component, fill holes (given by the packager)" in card
 
     # inputs: a PNG and a NIfTI volume of discs (other sizes than training), and a phantom DICOM series
     rng = np.random.default_rng(7)

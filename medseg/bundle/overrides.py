@@ -232,10 +232,22 @@ def check_positive(option: str, value: Any, integer: bool = True) -> None:
         raise BundleInputError(f"{option} {value!r}: must be {kind}, e.g. {option} {5 if integer else 0.001}")
 
 
+def check_fraction(option: str, value: Any, example: float) -> None:
+    """Raise :class:`BundleInputError` unless ``value`` is a number strictly between 0 and 1."""
+    try:
+        ok = 0 < float(value) < 1 and not isinstance(value, (bool, str))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise BundleInputError(
+            f"{option} {value!r}: must be a number between 0 and 1 (exclusive), e.g. {option} {example}"
+        )
+
+
 def check_run_settings(**settings: Any) -> None:
     """Check the settings a run cannot start without before anything is built: ``max_epochs``, ``batch_size`` and
     ``val_interval`` positive whole numbers, ``learning_rate`` a number of at least 0 (0 freezes the weights),
-    ``keep_checkpoint`` best or last.
+    ``keep_checkpoint`` best or last, ``weight_average_momentum`` null or a number between 0 and 1.
     Meant for ``initialize``: ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
 
     Raises:
@@ -246,6 +258,9 @@ def check_run_settings(**settings: Any) -> None:
             check_keep_checkpoint(value)
             continue
         if value is None:
+            continue
+        if name == "weight_average_momentum":
+            check_fraction(f"--{name}", value, 0.01)
             continue
         if name == "learning_rate":
             try:

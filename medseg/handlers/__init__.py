@@ -9,6 +9,7 @@ from medseg.handlers.early_stopping import SmoothedScore
 from medseg.handlers.input_errors import InputErrorHandler
 from medseg.handlers.postprocessing import ChooseAtTrainingEnd, ChoosePostprocessing
 from medseg.handlers.time_budget import TimeBudget
+from medseg.handlers.weight_average import WeightAverage
 
 __all__ = [
     "BundleCheckpointLoader",
@@ -17,4 +18,5 @@ __all__ = [
     "InputErrorHandler",
     "SmoothedScore",
     "TimeBudget",
+    "WeightAverage",
 ]

@@ -68,6 +68,7 @@ class TrainingConsole:
         output_dir: the run folder (the summary names its best checkpoint).
         checkpoint_name: file name of the kept checkpoint in ``output_dir``.
         keep_checkpoint: which epoch that checkpoint holds, ``"best"`` (validated) or ``"last"`` (the bundle setting).
+        weight_averaged: the checkpoints hold the weight average (``weight_average_momentum`` set), said in the summary.
     """
 
     def __init__(
@@ -76,11 +77,13 @@ class TrainingConsole:
         output_dir: str | None = None,
         checkpoint_name: str = "model.pt",
         keep_checkpoint: str = "best",
+        weight_averaged: bool = False,
     ) -> None:
         self.validator = validator
         self.output_dir = Path(output_dir) if output_dir else None
         self.checkpoint_name = checkpoint_name
         self.keep_checkpoint = keep_checkpoint
+        self.weight_averaged = weight_averaged
         self.started = 0.0
         self.epoch_started = 0.0
         self.losses: list[float] = []
@@ -142,6 +145,7 @@ class TrainingConsole:
             # a kept last epoch is written by the final CheckpointSaver at this same event, after this handler
             shown = best if best.is_file() or self.keep_checkpoint == "last" else self.output_dir
             held = "the last epoch's weights" if self.keep_checkpoint == "last" else "the best validated epoch"
+            held += ", averaged over iterations" if self.weight_averaged else ""
             lines.append(f"  checkpoint: {shown} ({held})")
         lines += self._mlflow_lines(engine)
         return lines

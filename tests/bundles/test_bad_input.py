@@ -148,10 +148,11 @@ def test_new_argument_of_a_component_is_accepted():
 
 @pytest.mark.parametrize("setting", [{"max_epochs": 0}, {"batch_size": -2}, {"val_interval": 1.5},
                                      {"learning_rate": -0.1}, {"learning_rate": float("nan")},
-                                     {"keep_checkpoint": "final"}])
+                                     {"keep_checkpoint": "final"}, {"weight_average_momentum": 1.5}])
 def test_settings_out_of_range_stop_before_any_work(phantom_data, tmp_path, setting):
     name = next(iter(setting))
-    with pytest.raises(BundleInputError, match=f"--{name} .*must be (a positive|a number of at least 0|best)"):
+    expected = "must be (a positive|a number of at least 0|best|a number between 0 and 1)"
+    with pytest.raises(BundleInputError, match=f"--{name} .*{expected}"):
         make_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
                       output_dir=str(tmp_path / "out"), **{**TINY, **setting})
     assert not (tmp_path / "out").exists()

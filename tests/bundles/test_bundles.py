@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR, SCHEMA, TINY, config_files, make_workflow, run_workflow
 
@@ -148,6 +149,28 @@ def test_keep_last_checkpoint_ships_the_last_epoch(phantom_data, tmp_path):
     kept = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.equal(kept[k], trained[k].cpu()) for k in kept)
 
+
+
+@pytest.mark.slow
+def test_weight_average_is_what_a_run_validates_and_saves(phantom_data, tmp_path, capsys):
+    # weight_average_momentum set: validation (the checkpoint and post-processing choices) and both checkpoints use
+    # the averaged weights, not the trained network's; DynUNet's deep supervision heads stay out of the kept last
+    # epoch too, so the inference network loads it strictly
+    overrides = {**TINY, "max_epochs": 2, "keep_checkpoint": "last", "weight_average_momentum": 0.5}
+    workflow = run_workflow("cardiac_dynunet", ("train",), dataset_dir=str(phantom_data("acdc")),
+                            output_dir=str(tmp_path), **overrides)
+    assert "model.pt (the last epoch's weights, averaged over iterations)" in capsys.readouterr().out
+    average = workflow.parser.get_parsed_content("weight_average").network
+    trained = workflow.parser.get_parsed_content("network")
+    assert average is not trained
+    assert workflow.parser.get_parsed_content("validate#evaluator").network is average
+    kept = torch.load(tmp_path / "model.pt", weights_only=True)
+    averaged, trained_state = average.state_dict(), trained.state_dict()
+    assert all(torch.equal(kept[k], averaged[k].cpu()) for k in kept)
+    assert not all(torch.equal(kept[k], trained_state[k].cpu()) for k in kept)
+    parser = ConfigParser()
+    parser.read_config(config_files("cardiac_dynunet", "inference")[0])
+    parser.get_parsed_content("network_def").load_state_dict(kept)  # strict: no deep supervision heads
 
 def check_augmented_draws(workflow, label: str, draws: int = 24) -> None:
     """Random draws of the training transforms over the first images give the training size with finite values and a

@@ -150,7 +150,6 @@ def test_keep_last_checkpoint_ships_the_last_epoch(phantom_data, tmp_path):
     assert all(torch.equal(kept[k], trained[k].cpu()) for k in kept)
 
 
-
 @pytest.mark.slow
 def test_weight_average_is_what_a_run_validates_and_saves(phantom_data, tmp_path, capsys):
     # weight_average_momentum set: validation (the checkpoint and post-processing choices) and both checkpoints use
@@ -171,6 +170,7 @@ def test_weight_average_is_what_a_run_validates_and_saves(phantom_data, tmp_path
     parser = ConfigParser()
     parser.read_config(config_files("cardiac_dynunet", "inference")[0])
     parser.get_parsed_content("network_def").load_state_dict(kept)  # strict: no deep supervision heads
+
 
 def check_augmented_draws(workflow, label: str, draws: int = 24) -> None:
     """Random draws of the training transforms over the first images give the training size with finite values and a

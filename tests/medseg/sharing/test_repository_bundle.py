@@ -81,12 +81,11 @@ def test_isic_unet_one_epoch_package_and_both_runners(tmp_path):
         ],
         tmp_path,
     )
-    predict(result.zip, images, tmp_path / "ours")
+    # one image per batch, as the MONAI runner does: a one-epoch model's two logits nearly tie along its boundaries,
+    # and bf16 convolutions over a batch of two round such pixels differently from one image alone
+    predict(result.zip, images, tmp_path / "ours", batch_size=1)
     for path in sorted(images.iterdir()):
         theirs = np.asarray(Image.open(next((tmp_path / "monai").rglob(f"{path.stem}_seg.png"))))
         ours = np.asarray(Image.open(tmp_path / "ours" / f"{path.stem}_mask.png"))
         assert ours.shape == theirs.shape == np.asarray(Image.open(path)).shape[:2]
-        # a one-epoch model's two logits nearly tie along its boundaries, and the runners' reduced-precision
-        # inference (a batch of images vs one) may round such a pixel either way: allow 0.1%, not a packaging error
-        differing = int(np.count_nonzero((ours > 0) != (theirs > 0)))
-        assert differing <= 0.001 * ours.size, f"{path.name}: {differing} of {ours.size} pixels differ"
+        np.testing.assert_array_equal(ours > 0, theirs > 0)

@@ -13,7 +13,8 @@ JSON the bundles get), then times
 alternating epochs (defaults, plain, defaults, ...) so that both see the same machine load; the first of each is a
 warm-up. Medians of wall time are reported with the ratio defaults / plain, and the GFLOP/s reached in the training
 step (FLOPs of one forward + backward counted with ``torch.utils.flop_counter.FlopCounterMode``). ``--compile`` adds
-a column with ``compile: true``, timed over all epochs *including* the first (where compiling happens).
+a column with ``compile: true``, timed over all epochs *including* the first (where compiling happens), and prints
+after how many minutes of training the compiled run is ahead of the eager defaults.
 ``--amp bf16`` forces bf16 (to see what it costs on a CPU without bf16 instructions).
 
 Example:
@@ -131,6 +132,28 @@ def time_columns(workflows: dict, epochs: int) -> dict[str, list[float]]:
     return times
 
 
+def compile_payback(compile_times: list[float], defaults_s: float) -> dict[str, float]:
+    """What compiling costs once and wins per epoch: its first epoch (compiling included), the median of the rest,
+    and the training time after which the compiled run is ahead of the eager defaults (inf when it never is)."""
+    first, rest = compile_times[0], compile_times[1:]
+    steady = statistics.median(rest) if rest else float("nan")
+    gain = defaults_s - steady
+    overhead = first - steady
+    epochs = overhead / gain if gain > 0 else float("inf")
+    return {"compile_first_s": first, "compile_steady_s": steady, "compile_payback_min": epochs * defaults_s / 60}
+
+
+def payback_line(row: dict) -> str:
+    """One line: compiling's one-off cost, its per-epoch gain, and when it pays back."""
+    line = (
+        f"compile: first epoch {row['compile_first_s']:.1f} s (compiling), then {row['compile_steady_s']:.2f} s per "
+        f"epoch against the eager defaults' {row['defaults_s']:.2f} s"
+    )
+    if row["compile_payback_min"] == float("inf"):
+        return line + ": never pays back"
+    return line + f": ahead after {row['compile_payback_min']:.1f} minutes of training"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundles", nargs="+", default=list(BENCH_SIZES), choices=list(BENCH_SIZES))
@@ -205,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{name}_s"] = statistics.median(timed) if name != "compile" else sum(timed) / len(timed)
             row[f"{name}_gflops"] = flops * iters / row[f"{name}_s"] / 1e9
             row[f"{name}_all_s"] = values
+        if "compile" in times:
+            row |= compile_payback(times["compile"], row["defaults_s"])
         rows.append(row)
     load_after = os.getloadavg()
     print(
@@ -225,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         line += "".join(f" {row[n + '_s']:11.2f} {row[n + '_gflops']:8.1f}" for n in names)
         line += "".join(f" {row[n + '_s'] / row['plain_s']:15.2f}" for n in names[1:])
         print(line)
+    for row in rows:
+        if "compile_steady_s" in row:
+            print(f"{row['bundle']}: {payback_line(row)}")
     if args.json:
         Path(args.json).write_text(json.dumps({"load": [load_before, load_after], "rows": rows}, indent=1))
     tmp.cleanup()

@@ -151,3 +151,22 @@ class StateDictWithout:
         if strict and missing:
             raise KeyError(f"missing keys {sorted(missing)[:3]}")
         return self.network.load_state_dict(state, strict=False)
+
+    def remove_dropped(self, network: Any) -> Any:
+        """Remove from ``network`` (a copy of the viewed network) the submodules whose names the dropped pattern
+        matches, so that its own state dict is the view's: the network a checkpoint of this view describes, which
+        loads it strictly and no longer computes the training-only outputs (DynUNet's skip layers skip a
+        ``super_head`` that is None).
+
+        Returns:
+            ``network``, changed in place.
+        """
+        # every name of a shared module (a DynUNet super head is also one of its deep_supervision_heads)
+        modules = network.named_modules(remove_duplicate=False)
+        names = [name for name, _ in modules if name and self.drop.search(name)]
+        for name in names:
+            parent_name, _, attribute = name.rpartition(".")
+            if any(parent_name == other or parent_name.startswith(other + ".") for other in names):
+                continue  # inside a removed module
+            setattr(network.get_submodule(parent_name), attribute, None)
+        return network

@@ -51,7 +51,10 @@ class MLflowTracking:
         num_overlays: how many validation cases of the best epoch to draw.
         key_metric: the metric for ``best`` values and the learning curve; None takes the evaluator's key metric.
         kind: ``train`` or ``evaluate``; None decides from the engine it is attached to.
-        log_model: log the best checkpoint's network as an MLflow model at the end of training.
+        log_model: log the kept checkpoint's network as an MLflow model at the end of training.
+        network: what the kept checkpoint was saved from (the bundle's ``checkpoint_network``: a module, or a
+            :class:`medseg.bundle.StateDictWithout` view without training-only parts), the network the logged model
+            is built from; None takes the trainer's network.
         register_model_name: register that model under this name in the Model Registry (a new version).
         system_metrics: log MLflow's system metrics (CPU, memory, GPU) during training.
         system_metrics_interval: seconds between system metric samples (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
@@ -78,6 +81,7 @@ class MLflowTracking:
         system_metrics: bool = True,
         system_metrics_interval: float | None = None,
         config: dict | None = None,
+        network: Any = None,
     ) -> None:
         store.quiet_mlflow()
         store.bound_http_requests()
@@ -93,6 +97,7 @@ class MLflowTracking:
         self.key_metric = key_metric
         self.kind = kind
         self.log_model = log_model
+        self.network = network
         self.register_model_name = register_model_name or None
         self.system_metrics = system_metrics
         # MLflow's own setting when given, else 10 s (MLflow's default)
@@ -113,7 +118,10 @@ class MLflowTracking:
         self._epoch_started = 0.0
         self._epoch_lr: float | None = None
         self._val_losses: list[float] = []
-        self._val_loss_broken = False
+        # the trainer's loss on validation outputs is only a stand-in for an evaluator without a val_loss metric
+        self._val_loss_from_metric = False
+        self._val_loss_error: Exception | None = None
+        self._val_loss_warned = False
         self._cases: list[dict] = []
         self._best_cases: list[dict] = []
         self._best_cases_epoch: int | None = None
@@ -380,19 +388,19 @@ class MLflowTracking:
         self._val_losses, self._cases = [], []
 
     def _val_forward_completed(self, evaluator: Any) -> None:
-        """Validation loss with the trainer's loss function, on the raw network output (before post-processing)."""
+        """Validation loss with the trainer's loss function, on the raw network output (before post-processing),
+        until the first validation shows that the evaluator computes a ``val_loss`` metric itself."""
         import torch
 
         loss_function = getattr(self.trainer, "loss_function", None)
-        if loss_function is None or self._val_loss_broken:
+        if loss_function is None or self._val_loss_from_metric or self._val_loss_error is not None:
             return
         output = evaluator.state.output
         try:
             with torch.no_grad():
                 self._val_losses.append(float(loss_function(output[CommonKeys.PRED], output[CommonKeys.LABEL])))
-        except Exception as error:  # e.g. a deep-supervision loss that wants a list; the metric is then left out
-            self._val_loss_broken = True
-            logger.warning("MLflow: no %s: the trainer's loss failed on validation outputs (%s)", names.VAL_LOSS, error)
+        except Exception as error:  # e.g. a deep-supervision loss that wants a list; said once the epoch shows it
+            self._val_loss_error = error
 
     def _val_iteration_completed(self, evaluator: Any) -> None:
         if len(self._cases) >= self.num_overlays:
@@ -419,7 +427,14 @@ class MLflowTracking:
         group = self._group()
         metrics = {names.grouped(k, group): v for k, v in evaluator.state.metrics.items()}
         val_loss = f"{group}/loss"
-        if self._val_losses and val_loss not in metrics:
+        if val_loss in metrics:
+            self._val_loss_from_metric = True
+        elif self._val_loss_error is not None:
+            if not self._val_loss_warned:
+                self._val_loss_warned = True
+                error = self._val_loss_error
+                logger.warning("MLflow: no %s: the trainer's loss failed on validation outputs (%s)", val_loss, error)
+        elif self._val_losses:
             metrics[val_loss] = sum(self._val_losses) / len(self._val_losses)
         self._log_metrics(metrics, step=epoch)
         best_epoch = getattr(evaluator.state, "best_metric_epoch", -1)
@@ -527,7 +542,7 @@ class MLflowTracking:
         """The kept checkpoint's network as an MLflow model (and a registry version when a name is set)."""
         from medseg.tracking.models import log_network
 
-        network = getattr(self.trainer, "network", None)
+        network = self.network if self.network is not None else getattr(self.trainer, "network", None)
         checkpoint = self._kept_checkpoint()
         if network is None:
             return

@@ -62,12 +62,24 @@ def pip_requirements() -> list[str]:
 
 
 def network_for_export(network: Any, checkpoint: Path | None) -> Any:
-    """A CPU, eval-mode copy of the trained network with the best checkpoint's weights (weights-only load)."""
+    """A CPU, eval-mode copy of the trained network with the kept checkpoint's weights (weights-only, strict load).
+
+    Args:
+        network: what the checkpoint was saved from (the bundle's ``checkpoint_network``): a module (a
+            ``DistributedDataParallel`` wrapper is looked through), or a :class:`medseg.bundle.StateDictWithout`
+            view that leaves training-only parts out of the checkpoint (DynUNet's deep-supervision heads), which
+            the copy then lacks as well.
+        checkpoint: the kept checkpoint; None keeps the network's current weights.
+    """
     import torch
 
+    from medseg.bundle.checkpoint import StateDictWithout
     from medseg.tracking.engines import unwrap
 
-    model = copy.deepcopy(unwrap(network)).cpu().eval()
+    view = network if isinstance(network, StateDictWithout) else None
+    model = _copy_module(unwrap(view.network if view else network)).cpu().eval()
+    if view is not None:
+        view.remove_dropped(model)
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if isinstance(state, dict):
@@ -77,6 +89,21 @@ def network_for_export(network: Any, checkpoint: Path | None) -> Any:
                     break
         model.load_state_dict(state)
     return model
+
+
+def _copy_module(module: Any) -> Any:
+    """``copy.deepcopy`` of a trained module. Tensors that the last training forward left in plain attributes
+    (DynUNet keeps its deep-supervision outputs in ``heads``) are nodes of an autograd graph, which deepcopy
+    refuses; they hold no weights, so detached copies stand in for them."""
+    import torch
+
+    memo: dict[int, Any] = {}
+    for submodule in module.modules():
+        for value in vars(submodule).values():
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, torch.Tensor) and item.grad_fn is not None:
+                    memo[id(item)] = item.detach().clone()
+    return copy.deepcopy(module, memo)
 
 
 def log_network(

@@ -72,15 +72,42 @@ def _compare_torchscript(bundle, ckpt, tmp_path, size):
         np.testing.assert_allclose(scripted(x).numpy(), net(x).numpy(), rtol=1e-4, atol=1e-5)
 
 
+def _compare_mlflow_model(bundle, ckpt, tracking_uri, log_text):
+    """The training run logged its validation loss and an MLflow model (an ExportedProgram) that gives the inference
+    network's output with the kept checkpoint."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert "medseg.model_uri" in run.data.tags, f"{bundle}: the training run logged no MLflow model"
+    # from the evaluator's val_loss metric (DynUNet: the deep-supervision loss on the single validation output)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1]
+    assert "call not recorded" not in log_text and "loss failed" not in log_text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        model_uri = run.data.tags["medseg.model_uri"]
+        shape = mlflow.models.get_model_info(model_uri).signature.inputs.inputs[0].shape
+        logged = mlflow.pytorch.load_model(model_uri)
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, "inference")[0])
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    x = torch.rand(1, *shape[1:])
+    with torch.no_grad():
+        np.testing.assert_allclose(logged(x).numpy(), net.eval()(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_train_evaluate_infer_export(bundle, phantom_data, tmp_path):
+def test_train_evaluate_infer_export(bundle, phantom_data, tmp_path, capsys):
     data = phantom_data(BUNDLE_DATA[bundle])
     models, evals, preds = tmp_path / "models", tmp_path / "eval", tmp_path / "pred"
 
-    # train: best-by-key-metric and last-epoch checkpoints
-    run_workflow(bundle, ("train",), dataset_dir=str(data), output_dir=str(models), **TINY)
+    # train: best-by-key-metric and last-epoch checkpoints, and the kept one as an MLflow model
+    tracking_uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    run_workflow(bundle, ("train",), dataset_dir=str(data), output_dir=str(models), tracking_uri=tracking_uri, **TINY)
     assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
+    _compare_mlflow_model(bundle, models / "model.pt", tracking_uri, "".join(capsys.readouterr()))
     # each with the post-processing chosen on its own epoch's validation maps
     assert (models / "postprocessing.json").is_file() and (models / "model_final.postprocessing.json").is_file()
 

@@ -114,3 +114,37 @@ def test_system_metrics_tags_and_experiment_description(trained):
     assert tags["mlflow.user"] and tags["mlflow.source.name"] == str(trained["bundle"].resolve())
     assert experiment.tags["mlflow.note.content"] == "tiny squares, for tests"
     assert run.data.tags["medseg.key_metric"] == "val/mean_dice"
+
+
+def test_export_copy_of_a_deep_supervision_network_after_training(tmp_path):
+    """DynUNet as a bundle leaves it: its last training forward left graph tensors in ``heads`` (which deepcopy
+    refuses) and its checkpoint has no deep-supervision heads. The copy loads that checkpoint strictly, lacks the
+    heads, and gives the inference network's output; the trained network is left as it was."""
+    from monai.networks.nets import DynUNet
+
+    from medseg.bundle import StateDictWithout
+    from medseg.tracking.models import network_for_export
+
+    def dynunet(deep_supervision: bool) -> DynUNet:
+        return DynUNet(2, 1, 3, [3, 3, 3], [1, 2, 2], [2, 2], norm_name="instance",
+                       deep_supervision=deep_supervision, deep_supr_num=1)
+
+    trained = dynunet(True).train()
+    trained(torch.rand(2, 1, 32, 32)).sum().backward()
+    assert any(h.grad_fn is not None for h in trained.heads)
+    view = StateDictWithout(trained, drop="deep_supervision_heads|super_head")
+    torch.save(view.state_dict(), tmp_path / "model.pt")
+
+    model = network_for_export(view, tmp_path / "model.pt")
+    assert not model.training and not any("super_head" in k or "deep_supervision" in k for k in model.state_dict())
+    inference = dynunet(False).eval()
+    inference.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), inference(x))
+    assert trained.training and trained.deep_supervision_heads is not None
+    # a checkpoint that lacks a weight the network needs is refused, not silently filled in
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("output_block")}, tmp_path / "bad.pt")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        network_for_export(view, tmp_path / "bad.pt")

@@ -62,7 +62,8 @@ def pip_requirements() -> list[str]:
 
 
 def network_for_export(network: Any, checkpoint: Path | None) -> Any:
-    """A CPU, eval-mode copy of the trained network with the kept checkpoint's weights (weights-only, strict load).
+    """A CPU, eval-mode, uncompiled copy of the trained network with the kept checkpoint's weights (weights-only,
+    strict load).
 
     Args:
         network: what the checkpoint was saved from (the bundle's ``checkpoint_network``): a module (a
@@ -74,10 +75,12 @@ def network_for_export(network: Any, checkpoint: Path | None) -> Any:
     import torch
 
     from medseg.bundle.checkpoint import StateDictWithout
+    from medseg.runtime.network import uncompile_network
     from medseg.tracking.engines import unwrap
 
     view = network if isinstance(network, StateDictWithout) else None
-    model = _copy_module(unwrap(view.network if view else network)).cpu().eval()
+    # torch.export traces the module's own forward, not a torch.compile wrapper (a run with compile: true)
+    model = uncompile_network(_copy_module(unwrap(view.network if view else network))).cpu().eval()
     if view is not None:
         view.remove_dropped(model)
     if checkpoint is not None:

@@ -148,3 +148,19 @@ def test_export_copy_of_a_deep_supervision_network_after_training(tmp_path):
     torch.save({k: v for k, v in state.items() if not k.startswith("output_block")}, tmp_path / "bad.pt")
     with pytest.raises(RuntimeError, match="Missing key"):
         network_for_export(view, tmp_path / "bad.pt")
+
+
+def test_export_copy_of_a_compiled_network_is_uncompiled():
+    """A run with ``compile: true`` trains a network whose forward is a torch.compile wrapper, which torch.export
+    cannot trace: the copy has the module's own forward (and the trained network stays compiled)."""
+    from medseg.runtime.network import compile_network, is_compiled
+    from medseg.tracking.models import network_for_export
+
+    network = compile_network(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1)))
+    assert is_compiled(network)
+    model = network_for_export(network, None)
+    assert not is_compiled(model) and is_compiled(network)
+    x = torch.rand(2, 1, 8, 8)
+    program = torch.export.export(model, (x,))
+    with torch.no_grad():
+        assert torch.equal(program.module()(x), model(x))

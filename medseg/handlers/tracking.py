@@ -118,10 +118,10 @@ class MLflowTracking:
         self._epoch_started = 0.0
         self._epoch_lr: float | None = None
         self._val_losses: list[float] = []
-        # the trainer's loss on validation outputs is only a stand-in for an evaluator without a val_loss metric
-        self._val_loss_from_metric = False
+        # the trainer's loss on validation outputs is only a stand-in for an evaluator without a val_loss metric;
+        # settled once a validation shows the metric, or once its failure has been said
+        self._val_loss_settled = False
         self._val_loss_error: Exception | None = None
-        self._val_loss_warned = False
         self._cases: list[dict] = []
         self._best_cases: list[dict] = []
         self._best_cases_epoch: int | None = None
@@ -393,7 +393,7 @@ class MLflowTracking:
         import torch
 
         loss_function = getattr(self.trainer, "loss_function", None)
-        if loss_function is None or self._val_loss_from_metric or self._val_loss_error is not None:
+        if loss_function is None or self._val_loss_settled or self._val_loss_error is not None:
             return
         output = evaluator.state.output
         try:
@@ -428,13 +428,12 @@ class MLflowTracking:
         metrics = {names.grouped(k, group): v for k, v in evaluator.state.metrics.items()}
         val_loss = f"{group}/loss"
         if val_loss in metrics:
-            self._val_loss_from_metric = True
-        elif self._val_loss_error is not None:
-            if not self._val_loss_warned:
-                self._val_loss_warned = True
-                error = self._val_loss_error
-                logger.warning("MLflow: no %s: the trainer's loss failed on validation outputs (%s)", val_loss, error)
-        elif self._val_losses:
+            self._val_loss_settled = True
+        elif self._val_loss_error is not None and not self._val_loss_settled:
+            self._val_loss_settled = True
+            error = self._val_loss_error
+            logger.warning("MLflow: no %s: the trainer's loss failed on validation outputs (%s)", val_loss, error)
+        elif self._val_losses and self._val_loss_error is None:
             metrics[val_loss] = sum(self._val_losses) / len(self._val_losses)
         self._log_metrics(metrics, step=epoch)
         best_epoch = getattr(evaluator.state, "best_metric_epoch", -1)

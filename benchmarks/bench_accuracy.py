@@ -6,10 +6,10 @@ cross-validation pool, grouped as the converter groups them), then for every rec
 1. writes the fold as a dataset folder of its own: testing = this fold, validation = the next fold (checkpoint
    selection, early stopping, post-processing choice), training = the other K-2 folds;
 2. ``default`` recipe: ``medseg plan`` for the fold and the time budget, then trains the bundle with
-   ``train.json`` + ``plans.json``; ``v0.1`` recipe: ``train.json`` + ``bundles/recipes/<bundle>_v0.1.json``
-   (the first release's settings) with the number of epochs the plan's timed steps say fit the budget (the plan
-   itself sets twice that as an upper bound, see ``medseg.planning.planner.EPOCH_MARGIN``) and the same time limit,
-   so both get the same training time;
+   ``train.json`` + ``plans.json`` (one plan per fold, which the ``--candidate`` recipes share); ``v0.1``
+   recipe: ``train.json`` + ``bundles/recipes/<bundle>_v0.1.json`` (the first release's settings) with the number
+   of epochs the plan's timed steps say fit the budget (the plan itself sets twice that as an upper bound, see
+   ``medseg.planning.planner.EPOCH_MARGIN``) and the same time limit, so both get the same training time;
 3. evaluates the run's kept checkpoint (``model.pt``: the best validated epoch, or the last epoch with
    ``keep_checkpoint: last``) on the held-out (testing) fold through ``evaluate.json`` (the default path: TTA and the
    post-processing chosen on the training run's validation data, where the recipe has them); with
@@ -85,11 +85,23 @@ def workflow(bundle: Path, files: list[str], kind: str, **override):
     return run
 
 
+def plan_fold(task: str, fold_dir: Path, budget: str, min_steps: int | None = None,
+              bundle_name: str | None = None) -> dict:
+    """``medseg plan`` for one fold: made once per fold and shared by the default and the candidates, so that a
+    recipe comparison is not also a comparison of training sizes (the timed steps behind the plan vary between
+    calls, and flipped 192 px against 224 px between two recipes of the same fold)."""
+    from medseg.bundle import find_bundle
+    from medseg.planning import make_plan
+
+    return make_plan(find_bundle(bundle_name or TASKS[task][0])[0], fold_dir, budget, min_steps=min_steps)
+
+
 def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: str, epochs: int | None,
-                    tracking_uri: str, min_steps: int | None = None, candidate: Path | None = None,
+                    tracking_uri: str, plan: dict | None = None, candidate: Path | None = None,
                     bundle_name: str | None = None, score_other_checkpoint: bool = False) -> dict[str, dict]:
     """Train one fold with one recipe, evaluate its kept checkpoint on the held-out fold; return the summaries.
 
+    ``plan``: the fold's plan (:func:`plan_fold`), for the default path (the default recipe and candidates).
     ``candidate``: an override file layered after ``plans.json`` on the default path (a recipe under test).
     ``bundle_name``: another bundle for the task's data (default: the task's bundle in ``TASKS``).
     ``score_other_checkpoint``: also score the checkpoint the run did not keep as ``model.pt``, with the
@@ -98,12 +110,13 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
     """
     from medseg.bundle import find_bundle
     from medseg.bundle.checkpoint import KEPT_CHECKPOINT, OTHER_CHECKPOINT
-    from medseg.planning import make_plan, parse_duration, write_plan
+    from medseg.planning import parse_duration, write_plan
 
     bundle = find_bundle(bundle_name or TASKS[task][0])[0]
     layers: list[str] = []
     if recipe == "default" or candidate is not None:
-        plan = make_plan(bundle, fold_dir, budget, min_steps=min_steps)
+        if plan is None:
+            raise ValueError(f"{recipe}: the default path needs the fold's plan (plan_fold)")
         layers.append(str(write_plan(plan, out / "plans.json")))
         layers += [str(candidate)] if candidate is not None else []
         epochs = {"max_epochs": plan["max_epochs"]}
@@ -240,15 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         for fold in args.only_folds or range(args.folds):
             fold_dir = write_cv_fold(data / "datalist.json", fold, out / task / f"fold{fold}" / "data")
             epochs = None
+            plan = None  # one plan per fold, made when the first recipe of the default path needs it
             for recipe in recipes:  # default first: the old recipe gets the same number of epochs
                 run_dir = out / task / f"fold{fold}" / recipe
+                if plan is None and (recipe == "default" or recipe in candidates):
+                    plan = plan_fold(task, fold_dir, args.time_budget, args.min_steps, args.bundle)
                 if recipe == "nnunet":
                     scored = {recipe: nnunet_fold(fold_dir, run_dir, parse_duration(args.time_budget),
                                                   args.nnunet_python.absolute(), args.nnunet_iterations)}
                 else:
                     scored = train_and_score(task, recipe, fold_dir, run_dir, args.time_budget, epochs, tracking_uri,
-                                             args.min_steps, candidates.get(recipe), args.bundle,
-                                             args.score_other_checkpoint)
+                                             plan, candidates.get(recipe), args.bundle, args.score_other_checkpoint)
                 if recipe == "default":
                     epochs = scored[recipe]["epochs"] // EPOCH_MARGIN  # what fits: v0.1's epochs
                 fit = f" (the plan says {epochs} epochs fit)" if epochs else ""

@@ -4,7 +4,7 @@ Everything here ends a run with :class:`BundleInputError` (message only, exit st
 """
 
 from medseg.bundle.checkpoint import StateDictWithout, checkpoint_file, load_checkpoint_into
-from medseg.bundle.datalist import list_images, load_datalist, output_extension
+from medseg.bundle.datalist import list_images, load_datalist, output_extension, training_cases
 from medseg.bundle.errors import BundleInputError, InputCheckError, Interrupted, find_input_error
 from medseg.bundle.overrides import (
     check_config_files,
@@ -61,4 +61,5 @@ __all__ = [
     "checkpoint_file",
     "load_datalist",
     "output_extension",
+    "training_cases",
 ]

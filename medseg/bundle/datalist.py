@@ -48,6 +48,23 @@ def _suffix(path: Path) -> str:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")
 
 
+def training_cases(path: str | Path, train_on_validation: bool = False) -> list[dict]:
+    """The cases a run trains on: the datalist's ``training`` section, and with ``train_on_validation`` its
+    ``validation`` section too (the final fit on every labelled case once a recipe is chosen; validation then runs
+    on trained-on cases, so its scores are no longer held-out scores).
+
+    Configs call it as ``"train_datalist": "$medseg.bundle.training_cases(@datalist, @train_on_validation)"``.
+
+    Raises:
+        BundleInputError: ``train_on_validation`` is not true or false, or a section is missing or bad
+            (:func:`load_datalist`).
+    """
+    if not isinstance(train_on_validation, bool):
+        raise BundleInputError(f"--train_on_validation {train_on_validation!r}: must be true or false")
+    cases = load_datalist(path, "training")
+    return cases + load_datalist(path, "validation") if train_on_validation else cases
+
+
 def list_images(folder: str | Path) -> list[dict]:
     """List the images of a folder as inference items ``{"image": path}``, sorted by name.
 

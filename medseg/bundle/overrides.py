@@ -247,7 +247,9 @@ def check_fraction(option: str, value: Any, example: float) -> None:
 def check_run_settings(**settings: Any) -> None:
     """Check the settings a run cannot start without before anything is built: ``max_epochs``, ``batch_size`` and
     ``val_interval`` positive whole numbers, ``learning_rate`` a number of at least 0 (0 freezes the weights),
-    ``keep_checkpoint`` best or last, ``weight_average_momentum`` null or a number between 0 and 1.
+    ``keep_checkpoint`` best or last, ``weight_average_momentum`` null or a number between 0 and 1,
+    ``train_on_validation`` true or false, and true only with ``keep_checkpoint`` last (scores on trained-on cases
+    cannot pick the best epoch).
     Meant for ``initialize``: ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
 
     Raises:
@@ -256,6 +258,15 @@ def check_run_settings(**settings: Any) -> None:
     for name, value in settings.items():
         if name == "keep_checkpoint":
             check_keep_checkpoint(value)
+            continue
+        if name == "train_on_validation":
+            if not isinstance(value, bool):
+                raise BundleInputError(f"--train_on_validation {value!r}: must be true or false")
+            if value and settings.get("keep_checkpoint") == "best":
+                raise BundleInputError(
+                    "--train_on_validation true trains on the validation cases, so their scores cannot pick the best "
+                    "epoch: keep the last one (--keep_checkpoint last, the default with train_on_validation)"
+                )
             continue
         if value is None:
             continue

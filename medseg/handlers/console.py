@@ -69,6 +69,8 @@ class TrainingConsole:
         checkpoint_name: file name of the kept checkpoint in ``output_dir``.
         keep_checkpoint: which epoch that checkpoint holds, ``"best"`` (validated) or ``"last"`` (the bundle setting).
         weight_averaged: the checkpoints hold the weight average (``weight_average_momentum`` set), said in the summary.
+        validation_trained_on: the validation cases were trained on too (``train_on_validation``): the summary says
+            that the validation scores are not held-out scores.
     """
 
     def __init__(
@@ -78,12 +80,14 @@ class TrainingConsole:
         checkpoint_name: str = "model.pt",
         keep_checkpoint: str = "best",
         weight_averaged: bool = False,
+        validation_trained_on: bool = False,
     ) -> None:
         self.validator = validator
         self.output_dir = Path(output_dir) if output_dir else None
         self.checkpoint_name = checkpoint_name
         self.keep_checkpoint = keep_checkpoint
         self.weight_averaged = weight_averaged
+        self.validation_trained_on = validation_trained_on
         self.started = 0.0
         self.epoch_started = 0.0
         self.losses: list[float] = []
@@ -140,6 +144,9 @@ class TrainingConsole:
         if vstate is not None and getattr(vstate, "best_metric_epoch", -1) not in (-1, None):
             name = getattr(vstate, "key_metric_name", None) or "key metric"
             lines.append(f"  best {name} {vstate.best_metric:.4f} at epoch {vstate.best_metric_epoch}")
+        if self.validation_trained_on:
+            lines.append("  the validation cases were trained on (train_on_validation): their scores are not held-out "
+                         "scores; score the model on cases it has not seen (evaluate.json --evaluate_section testing)")
         if self.output_dir is not None:
             best = self.output_dir / self.checkpoint_name
             # a kept last epoch is written by the final CheckpointSaver at this same event, after this handler

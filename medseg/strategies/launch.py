@@ -196,6 +196,10 @@ def add_common_arguments(parser: Any) -> None:
     )
 
 
+# commands that choose between runs by their validation scores, which train_on_validation makes training scores
+SCORED_ON_VALIDATION = ("kfold", "sweep", "compare-networks")
+
+
 class CommandSetup:
     """What a multi-run command resolved from its common options, all checked before anything runs.
 
@@ -227,6 +231,12 @@ class CommandSetup:
         self.parser = load_config(self.bundle, self.strategies, self.overrides)
         if args.seed is not None:
             self._check_seed()
+        if command in SCORED_ON_VALIDATION and self._trains_on_validation():
+            raise StrategyError(
+                f"medseg {command} compares runs by their validation scores, and train_on_validation true trains on "
+                "the validation cases: drop --set train_on_validation=true (use it for the final fit, "
+                "python -m monai.bundle run ... --train_on_validation true)"
+            )
         self.name = json.loads((self.bundle / METADATA).read_text()).get("name", self.bundle.name)
         self.datalist = str(self.parser.get_parsed_content("datalist"))
         if not Path(self.datalist).is_file():
@@ -235,6 +245,9 @@ class CommandSetup:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.out = Path(args.out or workspace() / self.name / f"{command}-{stamp}").resolve()
         self.tracking_uri = args.tracking_uri
+
+    def _trains_on_validation(self) -> bool:
+        return "train_on_validation" in self.parser and self.parser.get_parsed_content("train_on_validation") is True
 
     def _check_seed(self) -> None:
         raw = json.dumps(self.parser.get("initialize", []))

@@ -158,6 +158,18 @@ def test_settings_out_of_range_stop_before_any_work(phantom_data, tmp_path, sett
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("setting", "expected"), [
+    ({"train_on_validation": "yes"}, "--train_on_validation 'yes': must be true or false"),
+    ({"train_on_validation": True, "keep_checkpoint": "best"},
+     "--train_on_validation true trains on the validation cases, .*--keep_checkpoint last"),
+])
+def test_train_on_validation_settings_stop_before_any_work(phantom_data, tmp_path, setting, expected):
+    with pytest.raises(BundleInputError, match=expected):
+        make_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                      output_dir=str(tmp_path / "out"), **{**TINY, **setting})
+    assert not (tmp_path / "out").exists()
+
+
 def test_datalist_file_missing_from_disk(phantom_data, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(phantom_data("cardiac-png"), bad)

@@ -178,6 +178,25 @@ def test_keep_last_checkpoint_ships_the_last_epoch(phantom_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_train_on_validation_trains_on_both_sections_and_keeps_the_last_epoch(phantom_data, tmp_path, capsys):
+    # train_on_validation: the final fit on every labelled case; the validation cases join the training data,
+    # model.pt is the last epoch (scores on trained-on cases cannot pick one) and the summary says so
+    data = phantom_data("cardiac-png")
+    datalist = json.loads((data / "datalist.json").read_text())
+    workflow = run_workflow("cardiac_unet", ("train",), dataset_dir=str(data), output_dir=str(tmp_path),
+                            **{**TINY, "max_epochs": 2, "train_on_validation": True})
+    trained_on = {item["image"] for item in workflow.parser.get_parsed_content("train#dataset").data}
+    listed = {str(data / item["image"]) for item in datalist["training"] + datalist["validation"]}
+    assert trained_on == listed
+    assert workflow.parser.get_parsed_content("keep_checkpoint") == "last"
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["model.pt", "model_best.pt"]
+    trained = workflow.parser.get_parsed_content("network").state_dict()
+    kept = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.equal(kept[k], trained[k].cpu()) for k in kept)
+    assert "the validation cases were trained on (train_on_validation)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_weight_average_is_what_a_run_validates_and_saves(phantom_data, tmp_path, capsys):
     # weight_average_momentum set: validation (the checkpoint and post-processing choices) and both checkpoints use
     # the averaged weights, not the trained network's; DynUNet's deep supervision heads stay out of the kept last

@@ -64,3 +64,16 @@ def test_fold_the_datalist_lacks(unet_bundle, tmp_path, capsys):
     assert run_command("kfold", ["--bundle", str(unet_bundle), "--folds", "0", "7", "--out", str(out)]) == 2
     assert "has no fold [7] (its folds: [0, 1, 2])" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("command", "extra"), [("kfold", []), ("sweep", ["--grid", "seed=[1,2]"])])
+def test_train_on_validation_is_refused_where_runs_are_compared(dataset, tmp_path, capsys, command, extra):
+    # kfold validates (and scores) each fold model on its held-out fold: training on it would make those scores
+    # training scores; a sweep ranks its runs by them
+    out = tmp_path / command
+    argv = ["--bundle", "cardiac_unet", "--dataset_dir", str(dataset), "--set", "train_on_validation=true",
+            "--out", str(out), *extra]
+    assert run_command(command, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train_on_validation true trains on the validation cases" in err[0], err
+    assert not out.exists()

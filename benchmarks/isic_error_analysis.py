@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", action="append", required=True, metavar=("NAME", "RUN_DIR"),
                         help="a recipe name and its runs' folders <out>/isic/fold<k>/<recipe> (repeatable)")
-    parser.add_argument("--cache", type=Path, help="keep the probabilities here and reuse them")
+    parser.add_argument("--cache", type=Path, help="keep the probabilities here and reuse them (keyed by the run "
+                                                   "folder: empty it after training into the same --out again)")
     parser.add_argument("--cases", action="store_true", help="list each fold's testing cases under the cut-off")
     args = parser.parse_args(argv)
 
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  fold {k}:" + "".join(f"\n    {line}" for line in failures(by_fold[k])))
     common = sorted(set.intersection(*(set(by_fold) for by_fold in runs.values())))
     if len(runs) > 1 and common:
-        values = [threshold_study(ensemble([by_fold[k] for by_fold in runs.values()]))["0.5"] for k in common]
+        averaged = [ensemble([by_fold[k] for by_fold in runs.values()]) for k in common]
+        values = [at_threshold(run, 0.5)["testing"]["thresholded_jaccard"] for run in averaged]
         print(f"ensemble of {' + '.join(runs)} (folds {', '.join(map(str, common))}): "
               f"{' / '.join(f'{v:.3f}' for v in values)}  mean {np.mean(values):.3f}")
     return 0

@@ -59,10 +59,19 @@ def training_cases(path: str | Path, train_on_validation: bool = False) -> list[
         BundleInputError: ``train_on_validation`` is not true or false, or a section is missing or bad
             (:func:`load_datalist`).
     """
-    if not isinstance(train_on_validation, bool):
-        raise BundleInputError(f"--train_on_validation {train_on_validation!r}: must be true or false")
     cases = load_datalist(path, "training")
-    return cases + load_datalist(path, "validation") if train_on_validation else cases
+    return cases + load_datalist(path, "validation") if check_train_on_validation(train_on_validation) else cases
+
+
+def check_train_on_validation(value: object) -> bool:
+    """``value`` if it is a valid ``train_on_validation`` setting (true or false).
+
+    Raises:
+        BundleInputError: ``--train_on_validation 'yes': must be true or false``.
+    """
+    if not isinstance(value, bool):
+        raise BundleInputError(f"--train_on_validation {value!r}: must be true or false")
+    return value
 
 
 def list_images(folder: str | Path) -> list[dict]:

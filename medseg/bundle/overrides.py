@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.bundle.checkpoint import check_keep_checkpoint
+from medseg.bundle.datalist import check_train_on_validation
 from medseg.bundle.errors import BundleInputError
 
 # create_workflow arguments that are not config overrides
@@ -260,9 +261,7 @@ def check_run_settings(**settings: Any) -> None:
             check_keep_checkpoint(value)
             continue
         if name == "train_on_validation":
-            if not isinstance(value, bool):
-                raise BundleInputError(f"--train_on_validation {value!r}: must be true or false")
-            if value and settings.get("keep_checkpoint") == "best":
+            if check_train_on_validation(value) and settings.get("keep_checkpoint") == "best":
                 raise BundleInputError(
                     "--train_on_validation true trains on the validation cases, so their scores cannot pick the best "
                     "epoch: keep the last one (--keep_checkpoint last, the default with train_on_validation)"

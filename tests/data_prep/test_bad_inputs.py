@@ -323,7 +323,13 @@ def test_read_only_out_gives_one_line(raws):
             "import os, sys\n"
             f"sys.path.insert(0, {str(REPO)!r})\n"
             "import json, multiprocessing, tqdm, PIL.PngImagePlugin, numpy\n"
-            "import data_prep.__main__ as m, data_prep.cardiac_png, data_prep.datalist, data_prep.outdir\n"
+            # every module the run may import, imported while still root: in a checkout the unprivileged user cannot
+            # read (a private mktemp -d folder holding the venv's editable install), importing one after setuid
+            # would fail before the tested error
+            "import importlib, pkgutil, data_prep, medseg.cli\n"
+            "for found in pkgutil.walk_packages(data_prep.__path__, 'data_prep.'):\n"
+            "    importlib.import_module(found.name)\n"
+            "import data_prep.__main__ as m\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
             f"sys.exit(m.main(['cardiac-png', '--src', {str(src)!r}, '--out', {str(locked / 'out')!r}]))\n"
         )

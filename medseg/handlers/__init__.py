@@ -8,6 +8,7 @@ from medseg.handlers.checkpoint import BundleCheckpointLoader
 from medseg.handlers.early_stopping import SmoothedScore
 from medseg.handlers.input_errors import InputErrorHandler
 from medseg.handlers.postprocessing import ChooseAtTrainingEnd, ChoosePostprocessing
+from medseg.handlers.progressive_resizing import ProgressiveResizing
 from medseg.handlers.time_budget import TimeBudget
 from medseg.handlers.weight_average import WeightAverage
 
@@ -16,6 +17,7 @@ __all__ = [
     "ChooseAtTrainingEnd",
     "ChoosePostprocessing",
     "InputErrorHandler",
+    "ProgressiveResizing",
     "SmoothedScore",
     "TimeBudget",
     "WeightAverage",

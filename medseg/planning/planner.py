@@ -275,12 +275,16 @@ def make_plan(
     # the estimate misses data loading and handlers and is taken on a machine whose load changes, so it is doubled:
     # the time limit ends training and BudgetCosineLR anneals to it by the clock, so too many planned epochs cost
     # nothing, while too few (a timing taken under a passing load) would end training early
-    plan["max_epochs"] = EPOCH_MARGIN * epochs
-    plan["time_limit"] = round(budget, 1)
     reasons["max_epochs"] = (
         f"{budget / 60:.1f} min budget / {epoch:.2f}s per epoch ({iterations} steps of {seconds:.3f}s timed here, "
-        f"plus validation of {n_val} images) = {epochs} epochs, planned x{EPOCH_MARGIN} = {EPOCH_MARGIN * epochs} as "
-        "an upper bound: training stops at the budget and the learning-rate schedule anneals to whichever comes first"
+        f"plus validation of {n_val} images) = {epochs} epochs"
+    )
+    epochs, reasons["max_epochs"] = _progressive_epochs(parser, epochs, reasons["max_epochs"])
+    plan["max_epochs"] = EPOCH_MARGIN * epochs
+    plan["time_limit"] = round(budget, 1)
+    reasons["max_epochs"] += (
+        f", planned x{EPOCH_MARGIN} = {EPOCH_MARGIN * epochs} as an upper bound: training stops at the budget and "
+        "the learning-rate schedule anneals to whichever comes first"
     )
     if "early_stop_patience" in parser:
         plan["early_stop_patience"], reasons["early_stop_patience"] = _patience(parser, plan["max_epochs"], epochs)
@@ -296,6 +300,26 @@ def make_plan(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return plan
+
+
+def _progressive_epochs(parser, epochs: int, reason: str) -> tuple[int, str]:
+    """Epochs that fit when ``progressive_scales`` trains the early stages smaller, and the reason, extended.
+
+    A step costs about its pixels, so a stage at scale ``s`` with share ``w`` of the budget fits ``w / s**2`` of the
+    full-size epochs (validation, at full size, makes that generous: the planned epochs are an upper bound that the
+    clock ends anyway).
+    """
+    from medseg.handlers.progressive_resizing import check_stages
+
+    if parser.get("progressive_scales") is None:
+        return epochs, reason
+    scales, shares = check_stages(parser.get("progressive_scales"), parser.get("progressive_shares"))
+    factor = sum(w / s**2 for s, w in zip(scales, shares, strict=True))
+    fitted = math.ceil(epochs * factor)
+    return fitted, (
+        f"{reason} at full size; progressive_scales {scales} (budget shares {[round(w, 3) for w in shares]}) train the "
+        f"early stages smaller, about {factor:.2f}x as many epochs: {fitted}"
+    )
 
 
 def _patience(parser, max_epochs: int, epochs: int) -> tuple[int, str]:

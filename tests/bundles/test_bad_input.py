@@ -170,6 +170,18 @@ def test_train_on_validation_settings_stop_before_any_work(phantom_data, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("setting", "expected"), [
+    ({"progressive_scales": [0.5, 0.9]}, r"--progressive_scales \[0.5, 0.9\]: scales must rise .* end at 1.0"),
+    ({"progressive_scales": 0.5}, "--progressive_scales 0.5: give two or more scales"),
+    ({"progressive_scales": [0.5, 1.0], "progressive_shares": [0.9, 0.9]}, r"--progressive_shares \[0.9, 0.9\]: give"),
+])
+def test_progressive_settings_stop_before_any_work(phantom_data, tmp_path, setting, expected):
+    with pytest.raises(BundleInputError, match=expected):
+        make_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("cardiac-png")),
+                      output_dir=str(tmp_path / "out"), **{**TINY, **setting})
+    assert not (tmp_path / "out").exists()
+
+
 def test_datalist_file_missing_from_disk(phantom_data, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(phantom_data("cardiac-png"), bad)

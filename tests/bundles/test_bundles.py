@@ -218,6 +218,30 @@ def test_weight_average_is_what_a_run_validates_and_saves(phantom_data, tmp_path
     parser.get_parsed_content("network_def").load_state_dict(kept)  # strict: no deep supervision heads
 
 
+@pytest.mark.slow
+def test_progressive_scales_train_the_first_stage_smaller_and_validate_at_full_size(phantom_data, tmp_path):
+    # progressive_scales [0.5, 1.0] over 2 epochs: epoch 1 trains on 16 px batches, epoch 2 at the 32 px training
+    # size, and validation always sees the bundle's own size
+    from medseg.networks import size_divisor
+
+    overrides = {**TINY, "max_epochs": 2, "progressive_scales": [0.5, 1.0]}
+    workflow = make_workflow("cardiac_unet", ("train",), dataset_dir=str(phantom_data("acdc")),
+                             output_dir=str(tmp_path), **overrides)
+    network = workflow.parser.get_parsed_content("network")
+    assert size_divisor(network) <= 16
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    seen = []
+    network.register_forward_pre_hook(
+        lambda module, args: seen.append((trainer.state.epoch, module.training, tuple(args[0].shape[-2:]))))
+    workflow.run()
+    workflow.finalize()
+    trained = {(epoch, size) for epoch, training, size in seen if training}
+    validated = {size for epoch, training, size in seen if not training}
+    assert trained == {(1, (16, 16)), (2, (32, 32))}
+    assert validated and all(min(size) >= 32 for size in validated)  # the whole slice, resized to the bundle's size
+    assert (tmp_path / "model.pt").is_file()
+
+
 def check_augmented_draws(workflow, label: str, draws: int = 24) -> None:
     """Random draws of the training transforms over the first images give the training size with finite values and a
     label map holding only the bundle's classes (labels resampled by nearest), and some foreground survives."""

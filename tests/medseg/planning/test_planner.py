@@ -164,3 +164,37 @@ def test_negative_min_steps_is_one_line(phantom_data, capsys, tmp_path):  # noqa
         make_plan("isic_unet", data, "2m", timer=fake_timer(0.1), min_steps=-1)
     assert_plan_refused(["--bundle", "isic_unet", "--dataset_dir", str(data), "--min_steps", "-1"], "--min_steps -1",
                         capsys, tmp_path)
+
+
+def _bundle_with(tmp_path, bundle, **settings):
+    """A copy of ``bundle`` whose train.json sets ``settings``."""
+    import shutil
+
+    from tests.bundles.conftest import BUNDLES_DIR
+
+    copy = tmp_path / bundle
+    shutil.copytree(BUNDLES_DIR / bundle, copy)
+    train = copy / "configs" / "train.json"
+    train.write_text(json.dumps({**json.loads(train.read_text()), **settings}))
+    return copy
+
+
+def test_progressive_scales_plan_the_epochs_that_fit_the_smaller_stages(phantom_data, tmp_path):  # noqa: F811
+    # a step costs about its pixels: a half-size stage for half the budget fits 4x its share of full-size epochs,
+    # so [0.5, 1.0] with equal shares fits 0.5 * 4 + 0.5 = 2.5x the epochs
+    data = phantom_data("cardiac-png")
+    plain = make_plan("cardiac_unet", data, "5m", timer=fake_timer(0.1))
+    progressive = make_plan(_bundle_with(tmp_path, "cardiac_unet", progressive_scales=[0.5, 1.0]), data, "5m",
+                            timer=fake_timer(0.1))
+    fitted = plain["max_epochs"] // EPOCH_MARGIN
+    assert progressive["max_epochs"] == EPOCH_MARGIN * -(-fitted * 5 // 2)
+    assert "progressive_scales [0.5, 1.0]" in progressive["plan"]["reasons"]["max_epochs"]
+    assert "2.50x" in progressive["plan"]["reasons"]["max_epochs"]
+
+
+def test_bad_progressive_scales_stop_the_plan_in_one_line(phantom_data, tmp_path):  # noqa: F811
+    bundle = _bundle_with(tmp_path, "cardiac_unet", progressive_scales=[0.5, 0.8])
+    from medseg.bundle.errors import BundleInputError
+
+    with pytest.raises(BundleInputError, match=r"^--progressive_scales \[0.5, 0.8\]: scales must rise"):
+        make_plan(bundle, phantom_data("cardiac-png"), "5m", timer=fake_timer(0.1))

@@ -119,15 +119,16 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
             raise ValueError(f"{recipe}: the default path needs the fold's plan (plan_fold)")
         layers.append(str(write_plan(plan, out / "plans.json")))
         layers += [str(candidate)] if candidate is not None else []
-        epochs = {"max_epochs": plan["max_epochs"]}
+        # the epochs come from plans.json alone, so that a candidate's own max_epochs wins over the plan's
+        planned_epochs, limits = plan["max_epochs"], {}
         print(f"{task} {fold_dir.parent.name}: plan trains at {plan['spatial_size']}", flush=True)
     else:  # the same epochs and the same wall-time limit as the default recipe got
         layers.append(str(REPO_ROOT / "bundles" / "recipes" / f"{bundle.name}_{recipe}.json"))
-        epochs = {"max_epochs": epochs, "time_limit": parse_duration(budget)} if epochs else None
+        planned_epochs = epochs
+        limits = {"max_epochs": epochs, "time_limit": parse_duration(budget)} if epochs else {}
     common = {"dataset_dir": str(fold_dir), "tracking_uri": tracking_uri}
     started = time.perf_counter()
-    workflow(bundle, ["train.json", *layers], "train", output_dir=str(out / "train"),
-             **common, **(epochs or {}))
+    workflow(bundle, ["train.json", *layers], "train", output_dir=str(out / "train"), **common, **limits)
     seconds = time.perf_counter() - started
     as_released = {"postprocessing_decision": None} if recipe == "v0.1" else {}  # v0.1 had no post-processing
     summaries = {}
@@ -141,7 +142,7 @@ def train_and_score(task: str, recipe: str, fold_dir: Path, out: Path, budget: s
                  ckpt_path=str(out / "train" / checkpoint), evaluate_section="testing", **common, **as_released)
         summary = json.loads((evaluation / "report" / "summary.json").read_text())
         summary["train_seconds"] = seconds
-        summary["epochs"] = (epochs or {}).get("max_epochs")
+        summary["epochs"] = planned_epochs
         summaries[label] = summary
     return summaries
 

@@ -198,3 +198,32 @@ def test_bad_progressive_scales_stop_the_plan_in_one_line(phantom_data, tmp_path
 
     with pytest.raises(BundleInputError, match=r"^--progressive_scales \[0.5, 0.8\]: scales must rise"):
         make_plan(bundle, phantom_data("cardiac-png"), "5m", timer=fake_timer(0.1))
+
+
+def test_steps_are_timed_as_the_trainer_runs_them(phantom_data, monkeypatch):  # noqa: F811
+    # the timed step goes through the trainer's prepare_batch (channels_last) and inferer (AmpInferer: the bf16
+    # autocast on a CPU that has it), as training does; timed around them, a bf16 CPU planned an fp32 step, twice
+    # the time, and trained smaller than its budget allowed
+    from medseg.planning.planner import WARM_UP_STEPS, time_training
+    from medseg.runtime import inferer as inferer_module
+    from medseg.runtime import network as network_module
+    from medseg.strategies.launch import find_bundle
+
+    calls = {"inferer": 0, "prepare_batch": 0}
+    original_infer = inferer_module.AmpInferer.__call__
+    original_prepare = network_module.ChannelsLastPrepareBatch.__call__
+
+    def infer(self, inputs, network, *args, **kwargs):
+        calls["inferer"] += 1
+        return original_infer(self, inputs, network, *args, **kwargs)
+
+    def prepare(self, *args, **kwargs):
+        calls["prepare_batch"] += 1
+        return original_prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(inferer_module.AmpInferer, "__call__", infer)
+    monkeypatch.setattr(network_module.ChannelsLastPrepareBatch, "__call__", prepare)
+    seconds = time_training(find_bundle("cardiac_unet"), {"dataset_dir": str(phantom_data("cardiac-png")),
+                                                           "spatial_size": [32, 32], "batch_size": 2}, steps=2)
+    assert seconds > 0
+    assert calls == {"inferer": WARM_UP_STEPS + 2, "prepare_batch": 1}

@@ -250,7 +250,8 @@ def check_run_settings(**settings: Any) -> None:
     ``val_interval`` positive whole numbers, ``learning_rate`` a number of at least 0 (0 freezes the weights),
     ``keep_checkpoint`` best or last, ``weight_average_momentum`` null or a number between 0 and 1,
     ``train_on_validation`` true or false, and true only with ``keep_checkpoint`` last (scores on trained-on cases
-    cannot pick the best epoch).
+    cannot pick the best epoch), ``progressive_scales`` null or scales rising to 1.0 (with ``progressive_shares``
+    null or one share of the budget per scale).
     Meant for ``initialize``: ``"$medseg.bundle.check_run_settings(max_epochs=@max_epochs, batch_size=@batch_size)"``.
 
     Raises:
@@ -266,6 +267,16 @@ def check_run_settings(**settings: Any) -> None:
                     "--train_on_validation true trains on the validation cases, so their scores cannot pick the best "
                     "epoch: keep the last one (--keep_checkpoint last, the default with train_on_validation)"
                 )
+            continue
+        if name == "progressive_scales" and value is not None:
+            from medseg.handlers.progressive_resizing import check_stages
+
+            check_stages(value, settings.get("progressive_shares"))
+            continue
+        if name == "progressive_shares":
+            if value is not None and settings.get("progressive_scales") is None:
+                raise BundleInputError(f"--progressive_shares {value!r}: set --progressive_scales too, "
+                                       "e.g. --progressive_scales '[0.5, 1.0]' --progressive_shares '[0.6, 0.4]'")
             continue
         if value is None:
             continue

@@ -174,6 +174,7 @@ def test_train_on_validation_settings_stop_before_any_work(phantom_data, tmp_pat
     ({"progressive_scales": [0.5, 0.9]}, r"--progressive_scales \[0.5, 0.9\]: scales must rise .* end at 1.0"),
     ({"progressive_scales": 0.5}, "--progressive_scales 0.5: give two or more scales"),
     ({"progressive_scales": [0.5, 1.0], "progressive_shares": [0.9, 0.9]}, r"--progressive_shares \[0.9, 0.9\]: give"),
+    ({"progressive_shares": [0.5, 0.5]}, r"--progressive_shares \[0.5, 0.5\]: set --progressive_scales too"),
 ])
 def test_progressive_settings_stop_before_any_work(phantom_data, tmp_path, setting, expected):
     with pytest.raises(BundleInputError, match=expected):

@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _stage_sizes(spatial_size: Sequence[int], scales: Sequence[float], divisor: int) -> list[tuple[int, ...]]:
-    """Each stage's training size: ``scale * spatial_size`` rounded to a multiple of ``divisor`` (at least one)."""
-    return [tuple(max(divisor, round(s * scale / divisor) * divisor) for s in spatial_size) for scale in scales]
-
-
 def check_stages(scales: Any, shares: Any = None) -> tuple[list[float], list[float]]:
     """The checked ``progressive_scales`` and ``progressive_shares`` settings.
 
@@ -92,7 +87,10 @@ class ProgressiveResizing:
             return
         self.scales, shares = check_stages(scales, shares)
         self.ends = [sum(shares[: i + 1]) for i in range(len(shares))]
-        self.sizes = _stage_sizes([int(s) for s in spatial_size], self.scales, int(divisor))
+        from medseg.networks import nearest_multiple
+
+        self.sizes = [tuple(nearest_multiple(int(s) * scale, int(divisor)) for s in spatial_size)
+                      for scale in self.scales]
         self.max_epochs = max(int(max_epochs), 1)
         self.seconds = float(seconds) if seconds else None
         self.keys = keys

@@ -18,7 +18,7 @@ from medseg.networks.fpn import FPN
 from medseg.networks.mobilenet import MobileNetV2Encoder
 from medseg.networks.registry import NETWORKS, UnknownNetworkError, get_network, variant_files
 from medseg.networks.resnet import TorchvisionResNetEncoder
-from medseg.networks.sizes import size_divisor
+from medseg.networks.sizes import nearest_multiple, size_divisor
 from medseg.networks.unet3plus import UNet3Plus
 from medseg.networks.weights import adapt_input_conv, describe_layout, load_encoder_weights
 
@@ -37,6 +37,7 @@ __all__ = [
     "describe_layout",
     "get_network",
     "load_encoder_weights",
+    "nearest_multiple",
     "size_divisor",
     "variant_files",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["size_divisor"]
+__all__ = ["nearest_multiple", "size_divisor"]
 
 
 def _total_stride(strides: Sequence) -> int:
@@ -73,3 +73,9 @@ def size_divisor(network: nn.Module) -> int:
         f"size_divisor does not know how {type(model).__name__} downsamples; pass the factor (the product of its "
         "strides) to DivisiblePadd(k=...) yourself."
     )
+
+
+def nearest_multiple(size: float, divisor: int) -> int:
+    """``size`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``): a spatial size the network
+    takes, e.g. ``nearest_multiple(0.75 * 224, size_divisor(net))`` is 160 for a 5-level FlexibleUNet."""
+    return max(divisor, int(round(size / divisor)) * divisor)

@@ -48,10 +48,6 @@ def parse_duration(text: str | float | int) -> float:
     return seconds
 
 
-def _divisible(size: int, k: int) -> int:
-    return max(k, int(round(size / k)) * k)
-
-
 def _modality(fp: dict[str, Any]) -> str:
     modality = fp["modality"]
     return " ".join(modality.values()) if isinstance(modality, dict) else str(modality)
@@ -130,8 +126,7 @@ def time_training(bundle: Path, overrides: dict[str, Any], steps: int = TIMED_ST
         return parser.get_parsed_content(f"train#trainer#{name}") if name in trainer_args else None
 
     amp = bool(trainer_part("amp"))
-    amp_kwargs = dict(trainer_part("amp_kwargs") or {"device_type": device.type})
-    amp_kwargs.setdefault("device_type", device.type)
+    amp_kwargs = {"device_type": device.type, **(trainer_part("amp_kwargs") or {})}
     inferer, prepare_batch = trainer_part("inferer"), trainer_part("prepare_batch")
     batch, channels = int(parser["batch_size"]), int(parser["in_channels"])
     size = [int(s) for s in parser["spatial_size"]]
@@ -207,7 +202,7 @@ def make_plan(
     Raises:
         PlanError: the time budget is too short for one epoch, or the data cannot be planned for.
     """
-    from medseg.networks import size_divisor
+    from medseg.networks import nearest_multiple, size_divisor
     from medseg.strategies.launch import find_bundle, load_config
 
     budget = parse_duration(time_budget)
@@ -240,7 +235,7 @@ def make_plan(
     median = fp["image_size"]["median"] or default_size
     longest = max(median)
     scale = min(1.0, cap / longest)
-    side = _divisible(round(longest * scale), k)
+    side = nearest_multiple(round(longest * scale), k)
     plan["spatial_size"] = [side, side]
     reasons["spatial_size"] = (
         f"median image {median[0]}x{median[1]}, longest side {longest} capped at {cap} and rounded to a multiple "
@@ -263,7 +258,7 @@ def make_plan(
     epoch = _epoch_seconds(seconds, n_train, n_val, batch)
     steps = int(budget // epoch) * iterations
     scale_floor = float(parser["min_spatial_scale"]) if "min_spatial_scale" in parser else 1.0
-    floor = _divisible(round(side * scale_floor), k)
+    floor = nearest_multiple(round(side * scale_floor), k)
     smaller = _fit_steps(side, steps, min_steps, floor, k)  # min_steps 0: steps always suffice
     if smaller is not None:
         full = (side, seconds, steps)
@@ -284,14 +279,14 @@ def make_plan(
             f"--time_budget {budget:.0f}s is shorter than one epoch here ({epoch:.1f}s: {iterations} steps of "
             f"{seconds:.2f}s and validation); give at least --time_budget {math.ceil(epoch / 60)}m"
         )
-    # the estimate misses data loading and handlers and is taken on a machine whose load changes, so it is doubled:
-    # the time limit ends training and BudgetCosineLR anneals to it by the clock, so too many planned epochs cost
-    # nothing, while too few (a timing taken under a passing load) would end training early
     reasons["max_epochs"] = (
         f"{budget / 60:.1f} min budget / {epoch:.2f}s per epoch ({iterations} steps of {seconds:.3f}s timed here, "
         f"plus validation of {n_val} images) = {epochs} epochs"
     )
     epochs, reasons["max_epochs"] = _progressive_epochs(parser, epochs, reasons["max_epochs"])
+    # the estimate misses data loading and handlers and is taken on a machine whose load changes, so it is doubled:
+    # the time limit ends training and BudgetCosineLR anneals to it by the clock, so too many planned epochs cost
+    # nothing, while too few (a timing taken under a passing load) would end training early
     plan["max_epochs"] = EPOCH_MARGIN * epochs
     plan["time_limit"] = round(budget, 1)
     reasons["max_epochs"] += (

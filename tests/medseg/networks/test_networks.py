@@ -563,3 +563,11 @@ def test_stacked_deep_supervision_loss():
     expected = sum(w * base(heads[:, i], target) for i, w in enumerate((1.0, 0.5, 0.25)))  # MONAI: no normalising
     torch.testing.assert_close(loss(heads, target), expected)
     torch.testing.assert_close(loss(heads[:, 0], target), base(heads[:, 0], target))
+
+
+@pytest.mark.parametrize(("size", "divisor", "expected"), [(168, 32, 160), (224, 32, 224), (144, 32, 128),
+                                                           (176, 32, 192), (10, 32, 32), (48.0, 16, 48)])
+def test_nearest_multiple_rounds_to_a_size_the_network_takes(size, divisor, expected):
+    from medseg.networks import nearest_multiple
+
+    assert nearest_multiple(size, divisor) == expected

@@ -12,9 +12,12 @@ they see the same load:
   background thread, the network under the run's amp plan in channels_last where that is faster, ``Invertd`` back to
   the original size + argmax + PNG mask written in a writer thread;
 * **batched + flips TTA**: the same with the 4 flip combinations averaged (4 passes);
-* **medseg predict**: the real command path, ``medseg.sharing.predict.predict`` on the package (manifest model,
-  batches of ``--batch-size`` through ``batched_inference``, masks and ``findings.csv`` written), end to end: its
-  fixed cost (package check, model load) is printed apart;
+* **medseg predict --backend B** for each of ``--backends`` (default ``torch`` and, where ``medseg[onnx]`` is
+  installed, ``onnxruntime``): the real command path, ``medseg.sharing.predict.predict`` on the package (manifest
+  model, batches of ``--batch-size`` through ``batched_inference``, masks and ``findings.csv`` written), end to end:
+  its fixed cost (package check, model load) is printed apart. ONNX Runtime's export is made in the warm-up round
+  (printed apart) and loaded from the cache (``$MEDSEG_HOME/cache/onnx``, here a temporary folder) in the timed
+  rounds, with the first batch checked against PyTorch in each, as every ``medseg predict`` run does;
 * **one image at a time** (``--per-image``): what ``medseg predict`` did before it batched: the package's model
   ``segment`` on each image, mask written.
 
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amp", default="auto")
     parser.add_argument("--num-workers", type=int, default=0, help="batched: 0 = background thread, >0 processes")
     parser.add_argument("--per-image", action="store_true", help="also time predict's old one-image-at-a-time path")
+    parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime", "auto"), default=None,
+                        help="medseg predict --backend values (default: torch, and onnxruntime where installed)")
     parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small images, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from medseg.inference import FlipTTAInferer
     from medseg.runtime import batched_inference, describe_runtime, resolve_amp, resolve_channels_last
+    from medseg.runtime.onnx_backend import missing_onnx_packages
     from medseg.sharing.check import check_bundle
     from medseg.sharing.inference import load_inference_bundle
     from medseg.sharing.inputs import write_png_mask
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     tmp = tempfile.TemporaryDirectory()
     root = Path(tmp.name)
+    os.environ["MEDSEG_HOME"] = str(root / "home")  # the ONNX export cache of this run only
+    backends = args.backends or ["torch"] + ([] if missing_onnx_packages() else ["onnxruntime"])
     load_before = os.getloadavg()
     paths = write_images(root / "images", args.n, args.width, args.height)
     source = bundle_with_random_weights(root)
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.perf_counter()
     check_bundle(packaged.folder)
-    shared = load_shared_model(packaged.folder, read_manifest(packaged.folder))
+    shared = load_shared_model(packaged.folder, read_manifest(packaged.folder), backend="torch")
     predict_fixed_s = time.perf_counter() - started
     bundle = load_inference_bundle(source, "cpu")
     # the bundle's inferer runs its flip (+ 90-degree) TTA; the batched rows choose theirs with tta=
@@ -163,11 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         ):
             pass
 
-    def medseg_predict() -> None:
+    notes: dict[str, list[str]] = {}
+
+    def medseg_predict(backend: str) -> None:
         out = root / "predicted"
         shutil.rmtree(out, ignore_errors=True)
         with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
-            predict(packaged.folder, root / "images", out, device="cpu", batch_size=args.batch_size)
+            result = predict(packaged.folder, root / "images", out, device="cpu", batch_size=args.batch_size,
+                             backend=backend)  # fmt: skip
+        notes[backend] = result.runtime
 
     def per_image() -> None:
         out = root / "masks_single"
@@ -179,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw model(x) fp32": raw,
         "batched": lambda: batched("none"),
         "batched + flips TTA": lambda: batched("flips"),
-        "medseg predict": medseg_predict,
+        **{f"medseg predict --backend {b}": (lambda b=b: medseg_predict(b)) for b in backends},
     }
     if args.per_image:
         methods["one image at a time (old)"] = per_image
@@ -201,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         rate = args.n / statistics.median(values[1:])
         print(f"{name:30s} {rate:9.2f} {rate / base:7.2f}")
     print(f"medseg predict includes {predict_fixed_s:.1f}s of fixed cost per run (package check, model load)")
+    for backend in backends:
+        name = f"medseg predict --backend {backend}"
+        print(f"{name}: warm-up round {times[name][0]:.1f}s (ONNX Runtime: the export), then "
+              f"{statistics.median(times[name][1:]):.1f}s; " + "; ".join(notes[backend]))  # fmt: skip
     tmp.cleanup()
     return 0
 

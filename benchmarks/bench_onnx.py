@@ -11,10 +11,9 @@ the methods so they see the same load:
   with as many threads as torch uses (graph optimisations on).
 
 Before timing, the ONNX output is checked against torch fp32 (largest absolute difference of the logits, and the
-share of pixels whose argmax differs). medseg ships no ONNX export: this benchmark is the measurement behind that
-choice (benchmarks/README.md). It needs ``onnx``, ``onnxscript`` and ``onnxruntime``, which medseg does not
-depend on: install them beside medseg (``pip install onnx onnxscript onnxruntime``) or put a folder holding them on
-``PYTHONPATH``.
+share of pixels whose argmax differs). This benchmark is the measurement behind ``medseg predict --backend auto``
+(ONNX Runtime on CPUs that infer in fp32, where it is faster; docs/runtime.md, benchmarks/README.md). It needs
+``onnx``, ``onnxscript`` and ``onnxruntime``: ``pip install 'medseg[onnx]'``.
 
 Example::
 

@@ -15,6 +15,15 @@ SHARED_DATA = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO_ROOT.parent / "shar
 
 
 @pytest.fixture(autouse=True, scope="session")
+def torch_backend_by_default():
+    """medseg predict runs PyTorch unless a test asks for another backend: many tests compare masks pixel for
+    pixel between two paths, and which backend a machine would choose (``auto``) must not enter that comparison."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDSEG_BACKEND", "torch")
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def session_tracking_store(tmp_path_factory):
     """Every bundle run in the tests logs to a throw-away MLflow store, never to ~/.medseg or a team server."""
     with private_tracking_store(tmp_path_factory.mktemp("medseg_home")) as home:

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the bundle's own MONAI configs (Python: only for a sender you trust) instead of its manifest",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default=None,
+        help="what runs the network (default: $MEDSEG_BACKEND or auto: ONNX Runtime on a CPU without bf16 where it "
+        "is installed, medseg[onnx], and faster on the first batch; its export is cached in $MEDSEG_HOME/cache/onnx)",
+    )
     parser.add_argument("--schema", default=None, help="metadata schema (default: the repository's or the bundle's)")
     parser.add_argument("--require_signed", action="store_true", help="refuse a package no trusted key signed")
     parser.add_argument("--trusted_keys", default=None, help="folder of the senders' .pub keys (medseg keys new)")
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             section=args.section,
             slice_thickness=args.slice_thickness,
+            backend=args.backend,
         )
     except SharingError as exc:
         print(f"medseg predict: {exc}", file=sys.stderr)
@@ -102,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"clinical: patient {patient.patient}: {note}")
     for note in result.clinical_notes:
         print(f"clinical: {note}")
+    for note in result.runtime:
+        print(f"runtime: {note}")
     if result.skipped:
         print(f"skipped {len(result.skipped)} input(s), listed in {result.output / SKIPPED_NAME}:", file=sys.stderr)
         for _, problem in result.skipped:

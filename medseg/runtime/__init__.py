@@ -1,5 +1,6 @@
-"""Run at the speed the hardware allows: mixed precision chosen per device, channels_last, optional compile, and
-batched inference with I/O overlapped with compute. Bundle configs call these (``$medseg.runtime.resolve_amp(...)``).
+"""Run at the speed the hardware allows: mixed precision chosen per device, channels_last, optional compile,
+batched inference with I/O overlapped with compute, and ONNX Runtime where it is faster (``medseg predict``). Bundle
+configs call these (``$medseg.runtime.resolve_amp(...)``).
 """
 
 from medseg.runtime.amp import AmpPlan, cpu_supports_bf16, engine_amp, engine_amp_kwargs, resolve_amp
@@ -16,6 +17,7 @@ from medseg.runtime.network import (
     to_channels_last,
     uncompile_network,
 )
+from medseg.runtime.onnx_backend import OnnxRuntimeNetwork, missing_onnx_packages
 from medseg.runtime.optimizer import fused_optimizer
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "fused_optimizer",
     "is_compiled",
     "log_runtime",
+    "missing_onnx_packages",
+    "OnnxRuntimeNetwork",
     "predict_batch",
     "prefetch",
     "prepare_network",

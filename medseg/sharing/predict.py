@@ -50,6 +50,8 @@ class PredictResult:
             the inputs are not cardiac frames or the model's labels do not name the cardiac structures.
         clinical_notes: why the indices were not computed, or which cardiac inputs could not be used (one line
             each); the per-patient notes are in ``clinical``.
+        runtime: which library ran the networks and why (one line each; see
+            :func:`medseg.sharing.runtime.choose_backend`).
     """
 
     output: Path
@@ -57,6 +59,7 @@ class PredictResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     clinical: list | None = None
     clinical_notes: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -315,6 +318,7 @@ def predict(
     section: str | None = None,
     slice_thickness: float | None = None,
     batch_size: int | None = None,
+    backend: str | None = None,
 ) -> PredictResult:
     """Check a package, segment every input and write masks, overlays, DICOM SEGs, ``findings.csv`` and, for
     cardiac frames, ``clinical.csv``.
@@ -339,6 +343,8 @@ def predict(
         slice_thickness: distance between short-axis slices (mm) for the cardiac inputs that record none.
         batch_size: images (and a volume's slices) per forward pass; None: the manifest's ``inference.batch_size``
             (8 with ``trust``). Batches give the same masks as one image at a time.
+        backend: ``auto``, ``torch`` or ``onnxruntime`` (:func:`medseg.sharing.runtime.choose_backend`); None:
+            ``$MEDSEG_BACKEND``, default ``auto``. ``trust`` runs PyTorch.
 
     Returns:
         what was written and skipped.
@@ -352,6 +358,7 @@ def predict(
     from medseg.sharing.archive import open_bundle
     from medseg.sharing.cardiac import ClinicalCollector
     from medseg.sharing.check import check_bundle
+    from medseg.sharing.runtime import choose_backend
 
     if require_signed and not trusted_keys:
         raise SharingError("--require_signed", "needs --trusted_keys DIR", "pass the folder of the senders' .pub keys")
@@ -359,13 +366,18 @@ def predict(
         raise SharingError("--slice_thickness", f"must be a positive number of mm, got {slice_thickness}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise SharingError("--batch_size", f"must be a whole number of at least 1, got {batch_size}")
+    if trust and backend == "onnxruntime":
+        raise SharingError("--backend onnxruntime", "runs the package's manifest model, and --trust its configs",
+                           "drop --trust, or use --backend torch")  # fmt: skip
+    if not trust:
+        choose_backend(backend, device, amp=True)  # a bad --backend or $MEDSEG_BACKEND is refused before any work
     cases = discover(input_path, section)
     clinical = ClinicalCollector.for_cases(cases, slice_thickness)
     output, staging = prepare_output(output, input_path)
     try:
         with open_bundle(bundle, limits) as folder, ExitStack() as cleanup:
             report = check_bundle(folder, schema=schema, trusted_keys=trusted_keys, require_signed=require_signed)
-            loaded = _load(bundle, folder, report, trust, require_signed, device)
+            loaded = _load(bundle, folder, report, trust, require_signed, device, backend)
             result = PredictResult(output=output)
             n_files = sum(len(c.files) for c in cases)
             bar = tqdm(cases, desc="segmenting", unit="input", disable=n_files < PROGRESS_MIN_FILES, file=sys.stderr)
@@ -384,6 +396,7 @@ def predict(
                 except Exception as exc:  # one bad file must not stop the others; it is reported
                     result.skipped.append((case.source, f"{case.source}: {type(exc).__name__}: {exc}"))
             bar.close()
+            result.runtime = loaded.runtime_notes() if hasattr(loaded, "runtime_notes") else []
         if not result.rows:
             details = "\n  ".join(problem for _, problem in result.skipped)
             raise SharingError(input_path, f"no input could be segmented:\n  {details}\n", "see the problems above")
@@ -413,7 +426,8 @@ def _refusal(bundle: str | Path, problems: list[str], fix: str) -> SharingError:
     return SharingError(bundle, f"refused: {problems[0]}{more}", fix)
 
 
-def _load(bundle: str | Path, folder: Path, report: Any, trust: bool, require_signed: bool, device: str) -> Any:
+def _load(bundle: str | Path, folder: Path, report: Any, trust: bool, require_signed: bool, device: str,
+          backend: str | None = None) -> Any:  # fmt: skip
     """The model to run: the manifest's (default) or, with ``trust``, the bundle's own configs."""
     from medseg.sharing.inference import load_inference_bundle
     from medseg.sharing.manifest import read_manifest
@@ -438,4 +452,4 @@ def _load(bundle: str | Path, folder: Path, report: Any, trust: bool, require_si
         )
     if not report.passed:
         raise _refusal(bundle, report.problems(), fix)
-    return load_shared_model(folder, read_manifest(folder), device=device)
+    return load_shared_model(folder, read_manifest(folder), device=device, backend=backend)

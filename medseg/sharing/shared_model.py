@@ -12,9 +12,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseg.sharing.errors import SharingError
+
+if TYPE_CHECKING:
+    from medseg.sharing.runtime import BackendChoice
 
 
 @dataclass
@@ -28,6 +31,7 @@ class SharedModel:
         preprocessing: the registered steps (reading excluded).
         device: ``cpu`` or ``cuda``.
         batch_size: images (or slices) per forward pass; the manifest's ``inference.batch_size`` unless set.
+        backend: which library runs the networks (:func:`medseg.sharing.runtime.choose_backend`); None: PyTorch.
     """
 
     folder: Path
@@ -36,6 +40,7 @@ class SharedModel:
     preprocessing: Any
     device: str
     batch_size: int | None = None
+    backend: BackendChoice | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -52,6 +57,18 @@ class SharedModel:
     @property
     def metadata(self) -> dict:
         return self.manifest
+
+    def runtime_notes(self) -> list[str]:
+        """One line on the backend, and one per network that ONNX Runtime was offered: which runs it and why."""
+        if self.backend is None:
+            return []
+        notes = [f"backend: {self.backend.reason}"]
+        for k, network in enumerate(self.networks):
+            choice = getattr(network, "choice", None)
+            if choice is not None:
+                notes.append(f"network {k + 1} of {len(self.networks)}: {choice}" if len(self.networks) > 1
+                             else f"network: {choice}")  # fmt: skip
+        return notes
 
     def prepare(self, item: dict, source: str) -> dict:
         """Read (a path) or take (an in-memory slice) one 2D image and run the registered steps.
@@ -190,19 +207,33 @@ def _network_with_weights(name: str, arguments: dict, state: dict) -> Any:
     return network
 
 
-def load_shared_model(folder: str | Path, manifest: dict, device: str = "cpu") -> SharedModel:
+def load_shared_model(
+    folder: str | Path, manifest: dict, device: str = "cpu", backend: str | None = None
+) -> SharedModel:
     """Build the networks and preprocessing a validated manifest describes and load its safetensors weights.
 
+    Args:
+        folder: the package folder.
+        manifest: its validated manifest.
+        device: ``cpu`` or ``cuda``.
+        backend: ``torch``, ``onnxruntime``, ``auto`` or None (``$MEDSEG_BACKEND``, default ``auto``); see
+            :func:`medseg.sharing.runtime.choose_backend`. ONNX exports are cached in ``$MEDSEG_HOME/cache/onnx``,
+            found by the weights' sha256 as the manifest records it.
+
     Raises:
-        SharingError: CUDA unavailable, or a weights file that is not safetensors or does not fit the network.
+        SharingError: CUDA unavailable, a weights file that is not safetensors or does not fit the network, or a
+            backend that cannot run here.
     """
     import torch
 
+    from medseg.sharing.check import sha256_file
     from medseg.sharing.registry import build_preprocessing
+    from medseg.sharing.runtime import choose_backend
 
     folder = Path(folder)
     if device == "cuda" and not torch.cuda.is_available():
         raise SharingError(device, "CUDA is not available on this machine", "use --device cpu")
+    choice = choose_backend(backend, device, bool(manifest["inference"].get("amp", True)))
     networks = []
     for entry in manifest["weights"]:
         path = folder / entry["file"]
@@ -213,5 +244,21 @@ def load_shared_model(folder: str | Path, manifest: dict, device: str = "cpu") -
             raise SharingError(
                 path, f"does not fit the manifest's network ({str(exc).splitlines()[0]})", "re-package the model"
             ) from exc
-        networks.append(network.to(device).eval())
-    return SharedModel(folder, manifest, networks, build_preprocessing(manifest["preprocessing"]), device)
+        network = network.to(device).eval()
+        if choice.onnxruntime:
+            recorded = manifest.get("files", {}).get(entry["file"])
+            network = _onnx_network(network, manifest, recorded or sha256_file(path), choice.require)
+        networks.append(network)
+    preprocessing = build_preprocessing(manifest["preprocessing"])
+    return SharedModel(folder, manifest, networks, preprocessing, device, backend=choice)
+
+
+def _onnx_network(network: Any, manifest: dict, weights_sha256: str, require: bool) -> Any:
+    """The network wrapped for ONNX Runtime, its export cached under the weights' sha256 and the network's build."""
+    import json
+
+    from medseg.runtime.onnx_backend import OnnxRuntimeNetwork
+    from medseg.tracking import medseg_home
+
+    build = json.dumps([manifest["network"]["name"], manifest["network"]["arguments"]], sort_keys=True)
+    return OnnxRuntimeNetwork(network, f"{weights_sha256} {build}", medseg_home() / "cache" / "onnx", require=require)

@@ -26,6 +26,19 @@ def test_layout_and_metadata(bundle):
     verify_metadata(meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"), filepath=str(SCHEMA))
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_the_lr_schedule_steps_where_the_bundle_says(bundle):
+    """ham10000's warm restarts step every iteration, the others' schedules every epoch; the bundle says so with the
+    named setting ``lr_schedule_epoch_level``, not an override of ``train#handlers#<index>`` (an entry inserted
+    before it in the base would move the index)."""
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / bundle / "configs" / "train.json"))
+    handlers = parser["train"]["handlers"]
+    (index,) = [i for i, h in enumerate(handlers) if h.get("_target_") == "LrScheduleHandler"]
+    assert parser.get_parsed_content(f"train#handlers#{index}#epoch_level") is (bundle != "ham10000_flexunet_resnet34")
+    assert not any("handlers#" in key for key in parser.get().keys())
+
+
 def test_metadata_verification_rejects_missing_channel_def(tmp_path):
     from monai.bundle import verify_metadata
 

@@ -14,8 +14,10 @@ logits out). On its first call it
 2. runs that first batch through both PyTorch (fp32) and ONNX Runtime and requires the same softmax within
    ``tolerance``, which also catches a cache file that was changed or an export that went wrong (the first batch of
    every later input shape is checked the same way);
-3. times both on the same batch and keeps ONNX Runtime only where it was faster (``require=True`` keeps it
-   whenever the check passed).
+3. times both runs of that batch and keeps ONNX Runtime only where it was faster (``require=True`` keeps it
+   whenever the check passed). Each is the first run of its backend in the process, so both include their
+   warm-up; timing warm runs instead cost two more runs of the batch, which on a folder of a few dozen images
+   took more than ONNX Runtime saved (benchmarks/README.md).
 
 Whatever fails (an operator the exporter lacks, a different output, a slower run, an error later on) leaves
 PyTorch running the network from then on, and :attr:`OnnxRuntimeNetwork.choice` says why in one line. A checked
@@ -102,13 +104,11 @@ class OnnxRuntimeNetwork:
             self._session, cached = self._load_or_export(images)
         except Exception as exc:  # noqa: BLE001 (the exporter and ONNX Runtime raise many kinds; PyTorch runs instead)
             return self._keep_torch(self._reference(images), f"could not be exported to ONNX ({_first_line(exc)})")
-        reference, passed = self._check(images)
+        reference, passed, (torch_seconds, ort_seconds) = self._check(images)
         if not passed:
             if cached is not None:
                 cached.unlink(missing_ok=True)  # a changed or stale file: the next run exports again
             return reference
-        torch_seconds = _timed(lambda: self._reference(images))[1]
-        ort_seconds = _timed(lambda: self._run(images))[1]
         speed = f"{torch_seconds / ort_seconds:.2f}x PyTorch's speed on the first batch" if ort_seconds > 0 else ""
         if ort_seconds >= torch_seconds and not self.require:
             return self._keep_torch(reference, f"ONNX Runtime was not faster ({speed})")
@@ -116,29 +116,33 @@ class OnnxRuntimeNetwork:
         self.choice = f"onnxruntime ({speed}; the same softmax within {self.tolerance:g})"
         return reference
 
-    def _check(self, images: Any) -> tuple[Any, bool]:
-        """PyTorch's logits for a batch of a shape not seen yet, and whether ONNX Runtime gave the same.
+    def _check(self, images: Any) -> tuple[Any, bool, tuple[float, float]]:
+        """PyTorch's logits for a batch of a shape not seen yet, whether ONNX Runtime gave the same, and how long
+        each took (seconds; the first call chooses the backend by them, so that the check is also the timing and
+        costs one ONNX Runtime run of the batch, no more).
 
         Each new input shape is checked once: the export leaves height and width free, and this makes sure it did
         not bake in anything of the first shape. Where the check fails, PyTorch runs the network from now on.
         """
         import torch
 
-        reference = self._reference(images)
+        reference, torch_seconds = _timed(lambda: self._reference(images))
         size = "x".join(str(int(n)) for n in images.shape[2:])
         try:
-            output = self._run(images)
+            output, ort_seconds = _timed(lambda: self._run(images))
         except Exception as exc:  # noqa: BLE001 (see __call__)
-            return self._keep_torch(reference, f"ONNX Runtime failed on {size} inputs ({_first_line(exc)})"), False
+            reason = f"ONNX Runtime failed on {size} inputs ({_first_line(exc)})"
+            return self._keep_torch(reference, reason), False, (torch_seconds, 0.0)
+        seconds = (torch_seconds, ort_seconds)
         if output.shape != reference.shape:
-            return self._keep_torch(reference, f"its ONNX export gives {tuple(output.shape)} on {size} inputs, "
-                                               f"PyTorch {tuple(reference.shape)}"), False  # fmt: skip
+            reason = f"its ONNX export gives {tuple(output.shape)} on {size} inputs, PyTorch {tuple(reference.shape)}"
+            return self._keep_torch(reference, reason), False, seconds
         difference = float((torch.softmax(output, 1) - torch.softmax(reference.float(), 1)).abs().max())
         if not difference <= self.tolerance:  # also NaN
             reason = f"its ONNX export differs from PyTorch on {size} inputs (softmax by {difference:.1e})"
-            return self._keep_torch(reference, reason), False
+            return self._keep_torch(reference, reason), False, seconds
         self._checked.add(tuple(images.shape[1:]))
-        return reference, True
+        return reference, True, seconds
 
     def _reference(self, images: Any) -> Any:
         """PyTorch's fp32 logits, also under an autocast of the caller's (ONNX Runtime runs the fp32 graph)."""

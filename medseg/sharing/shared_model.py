@@ -208,7 +208,7 @@ def _network_with_weights(name: str, arguments: dict, state: dict) -> Any:
 
 
 def load_shared_model(
-    folder: str | Path, manifest: dict, device: str = "cpu", backend: str | None = None
+    folder: str | Path, manifest: dict, device: str = "cpu", backend: str | None = "torch"
 ) -> SharedModel:
     """Build the networks and preprocessing a validated manifest describes and load its safetensors weights.
 
@@ -216,9 +216,10 @@ def load_shared_model(
         folder: the package folder.
         manifest: its validated manifest.
         device: ``cpu`` or ``cuda``.
-        backend: ``torch``, ``onnxruntime``, ``auto`` or None (``$MEDSEG_BACKEND``, default ``auto``); see
-            :func:`medseg.sharing.runtime.choose_backend`. ONNX exports are cached in ``$MEDSEG_HOME/cache/onnx``,
-            found by the weights' sha256 as the manifest records it.
+        backend: ``torch`` (default: the networks stay ``torch.nn.Module``\ s, as ``medseg package``'s check needs
+            them), ``onnxruntime``, ``auto`` or None (``$MEDSEG_BACKEND``, default ``auto``: what ``medseg predict``
+            passes); see :func:`medseg.sharing.runtime.choose_backend`. ONNX exports are cached in
+            ``$MEDSEG_HOME/cache/onnx``, found by the weights' sha256 as the manifest records it.
 
     Raises:
         SharingError: CUDA unavailable, a weights file that is not safetensors or does not fit the network, or a

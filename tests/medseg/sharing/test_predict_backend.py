@@ -13,7 +13,7 @@ from medseg.runtime import onnx_backend
 from medseg.sharing import runtime
 from medseg.sharing.errors import SharingError
 from medseg.sharing.predict import predict
-from tests.medseg.sharing.conftest import write_rgb_images
+from tests.medseg.sharing.conftest import make_package, write_rgb_images
 
 SIZES = ((40, 50), (40, 50), (37, 61), (40, 50))
 
@@ -40,9 +40,9 @@ def test_onnx_runtime_gives_the_masks_of_torch_and_says_so(rgb_package, schema, 
     out = capsys.readouterr().out
     assert "runtime: backend: onnxruntime (--backend onnxruntime)" in out
     assert "runtime: network: onnxruntime (" in out  # required: kept whatever the first batch's timing said
-    # the package resizes every image to 32x32: img0 is checked against PyTorch (and timed once more on ONNX
-    # Runtime), and ONNX Runtime gives the masks of the other three
-    assert served == [(1, 3, 32, 32)] * (1 + len(SIZES) - 1)
+    # the package resizes every image to 32x32: img0 is checked against PyTorch, and ONNX Runtime gives the masks of
+    # the other three
+    assert served == [(1, 3, 32, 32)] * (len(SIZES) - 1)
 
     expected, got = _masks(tmp_path / "torch"), _masks(tmp_path / "onnx")
     assert sorted(got) == sorted(expected) and len(got) == len(SIZES)
@@ -119,3 +119,14 @@ def test_a_backend_that_cannot_run_is_one_line_and_nothing_is_written(
     with pytest.raises(SharingError):
         predict(rgb_package, inputs, tmp_path / "out", schema=schema, device=settings.get("device", "cpu"),
                 trust=bool(settings.get("trust")), backend=settings.get("backend"))  # fmt: skip
+
+
+def test_packaging_checks_torch_networks_whatever_the_default_backend(rgb_bundle, tmp_path, monkeypatch):
+    """``medseg package`` loads the manifest model to check it against the checkpoint's network, state dict by state
+    dict: ``$MEDSEG_BACKEND`` (predict's default) must not hand it ONNX Runtime wrappers."""
+    monkeypatch.setenv("MEDSEG_BACKEND", "auto")
+    monkeypatch.setattr(onnx_backend, "missing_onnx_packages", lambda: [])
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert runtime.choose_backend(None, "cpu", amp=True).onnxruntime  # what predict would run here
+    folder = make_package(tmp_path / "dist", rgb_bundle)
+    assert (folder / "manifest.json").is_file()

@@ -216,7 +216,7 @@ def load_shared_model(
         folder: the package folder.
         manifest: its validated manifest.
         device: ``cpu`` or ``cuda``.
-        backend: ``torch`` (default: the networks stay ``torch.nn.Module``\ s, as ``medseg package``'s check needs
+        backend: ``torch`` (default: the networks stay torch modules, as ``medseg package``'s check needs
             them), ``onnxruntime``, ``auto`` or None (``$MEDSEG_BACKEND``, default ``auto``: what ``medseg predict``
             passes); see :func:`medseg.sharing.runtime.choose_backend`. ONNX exports are cached in
             ``$MEDSEG_HOME/cache/onnx``, found by the weights' sha256 as the manifest records it.

@@ -18,11 +18,16 @@ they see the same load:
   its fixed cost (package check, model load) is printed apart. ONNX Runtime's export is made in the warm-up round
   (printed apart) and loaded from the cache (``$MEDSEG_HOME/cache/onnx``, here a temporary folder) in the timed
   rounds, with the first batch checked against PyTorch in each, as every ``medseg predict`` run does;
+* **medseg predict (NAME)** for each ``--variant NAME=FILE``: the same, PyTorch backend, for a package of the bundle
+  with ``FILE`` (an override of ``inference.json``, e.g. earlier preprocessing) applied, same weights, so a change of
+  the pipeline is timed side by side with the current one under the same load;
 * **one image at a time** (``--per-image``): what ``medseg predict`` did before it batched: the package's model
   ``segment`` on each image, mask written.
 
 Example:
     python benchmarks/bench_inference.py --n 64 --repeats 3
+    python benchmarks/bench_inference.py --backends torch \
+        --variant before=benchmarks/inference_preprocessing_2026-12-06.json
     python benchmarks/bench_inference.py --quick
 """
 
@@ -77,6 +82,22 @@ def bundle_with_random_weights(root: Path) -> Path:
     return folder
 
 
+def bundle_variant(source: Path, root: Path, name: str, override: Path) -> Path:
+    """A copy of ``source`` (configs and weights) whose ``inference.json`` has ``override``'s keys set."""
+    import json
+
+    from monai.bundle import ConfigParser
+
+    folder = root / name / BUNDLE
+    shutil.copytree(source, folder)
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    for key, value in json.loads(override.read_text()).items():
+        parser[key] = value
+    ConfigParser.export_config_file(parser.get(), str(folder / "configs" / "inference.json"), indent=4)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=48, help="images")
@@ -90,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-image", action="store_true", help="also time predict's old one-image-at-a-time path")
     parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime", "auto"), default=None,
                         help="medseg predict --backend values (default: torch, and onnxruntime where installed)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FILE",
+                        help="also time medseg predict on a package with FILE's keys set in inference.json")
     parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small images, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
@@ -126,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         packaged = package(
             source, str(source / "models" / "model.pt"), root / "dist", tta={}, batch_size=args.batch_size
         )
+    variants = {}
+    for spec in args.variant:
+        name, _, file = spec.partition("=")
+        if not name or not Path(file).is_file():
+            parser.error(f"--variant {spec}: give NAME=FILE with an existing override file of inference.json")
+        folder = bundle_variant(source, root / "variants", name, Path(file))
+        with contextlib.redirect_stderr(io.StringIO()):
+            variants[name] = package(folder, str(folder / "models" / "model.pt"), root / "dist" / name, tta={},
+                                     batch_size=args.batch_size)  # fmt: skip
     started = time.perf_counter()
     check_bundle(packaged.folder)
     shared = load_shared_model(packaged.folder, read_manifest(packaged.folder), backend="torch")
@@ -173,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
 
     notes: dict[str, list[str]] = {}
 
-    def medseg_predict(backend: str) -> None:
+    def medseg_predict(backend: str, folder: Path = packaged.folder, note: str = "") -> None:
         out = root / "predicted"
         shutil.rmtree(out, ignore_errors=True)
         with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
-            result = predict(packaged.folder, root / "images", out, device="cpu", batch_size=args.batch_size,
+            result = predict(folder, root / "images", out, device="cpu", batch_size=args.batch_size,
                              backend=backend)  # fmt: skip
-        notes[backend] = result.runtime
+        notes[note or backend] = result.runtime
 
     def per_image() -> None:
         out = root / "masks_single"
@@ -192,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "batched": lambda: batched("none"),
         "batched + flips TTA": lambda: batched("flips"),
         **{f"medseg predict --backend {b}": (lambda b=b: medseg_predict(b)) for b in backends},
+        **{f"medseg predict ({n})": (lambda v=v, n=n: medseg_predict("torch", v.folder, n))
+           for n, v in variants.items()},  # fmt: skip
     }
     if args.per_image:
         methods["one image at a time (old)"] = per_image
@@ -213,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         rate = args.n / statistics.median(values[1:])
         print(f"{name:30s} {rate:9.2f} {rate / base:7.2f}")
     print(f"medseg predict includes {predict_fixed_s:.1f}s of fixed cost per run (package check, model load)")
+    for name, variant in {"current": packaged, **variants}.items():
+        steps = [
+            f"{s['name']}({s['params'].get('anti_aliasing_filter', 'gaussian')} filter)" if s["name"] == "resize"
+            else s["name"]
+            for s in read_manifest(variant.folder)["preprocessing"]
+        ]  # fmt: skip
+        print(f"package {name}: preprocessing " + " -> ".join(steps))
     for backend in backends:
         name = f"medseg predict --backend {backend}"
         print(f"{name}: warm-up round {times[name][0]:.1f}s (ONNX Runtime: the export), then "

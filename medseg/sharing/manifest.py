@@ -137,6 +137,7 @@ _KNOWN_PRE = (
     "ScaleIntensityRangePercentilesd",
     "NormalizeIntensityd",
     "Resized",
+    "AntialiasedResized",
 )
 _KNOWN_POST = ("Activationsd", "AsDiscreted", "ArgmaxLabelsd", "KeepLargestConnectedComponentd", "FillHolesd")
 _IGNORED_ARGS = ("_target_", "keys", "allow_missing_keys", "_disabled_", "_desc_", "_requires_", "_mode_")
@@ -228,6 +229,8 @@ def _step_of(cls_name: str, args: dict) -> dict | None:
         return {"name": "normalize_intensity", "params": {k: v for k, v in args.items() if k != "dtype"}}
     if cls_name == "Resized":
         return {"name": "resize", "params": args}
+    if cls_name == "AntialiasedResized":
+        return {"name": "resize", "params": {**args, "anti_aliasing_filter": "torch"}}
     return None
 
 

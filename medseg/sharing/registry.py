@@ -12,7 +12,8 @@ Registered preprocessing steps (applied in order after the image is read with it
 ``scale_intensity_range`` (``[a_min, a_max]`` -> ``[b_min, b_max]``), ``scale_intensity_range_percentiles``
 (each image's ``lower`` and ``upper`` percentiles -> ``[b_min, b_max]``, optionally per channel), ``z_score`` (per
 image, optionally per channel / non-zero voxels), ``normalize_intensity`` (fixed ``subtrahend``/``divisor``, e.g.
-ImageNet mean and std), ``resize`` (to ``spatial_size``).
+ImageNet mean and std), ``resize`` (to ``spatial_size``; ``anti_aliasing_filter`` ``torch``:
+:class:`medseg.transforms.AntialiasedResized`, ``gaussian`` or absent: MONAI's ``Resized``).
 """
 
 from __future__ import annotations
@@ -364,7 +365,11 @@ def _normalize_intensity(p: dict) -> Any:
 def _resize(p: dict) -> Any:
     from monai.transforms import Resized
 
-    return Resized(keys="image", **p)
+    from medseg.transforms import AntialiasedResized
+
+    # packages made before the filter was recorded resized with MONAI's Gaussian anti-aliasing
+    resized = AntialiasedResized if p.pop("anti_aliasing_filter", "gaussian") == "torch" else Resized
+    return resized(keys="image", **p)
 
 
 def _squeeze_slice(p: dict) -> Any:
@@ -411,6 +416,7 @@ STEPS: dict[str, StepSpec] = {
                 "spatial_size": int_list(1, 3, 1),
                 "mode": choice("bilinear", "nearest", "bicubic", "area", "nearest-exact"),
                 "anti_aliasing": boolean,
+                "anti_aliasing_filter": choice("gaussian", "torch"),
                 "align_corners": boolean,
             },
             ("spatial_size",),

@@ -3,9 +3,12 @@
 from medseg.transforms.annotations import AnnotatedMaskd
 from medseg.transforms.checks import CheckChannelsd, CheckLabelRanged, SqueezeSliced, source_of
 from medseg.transforms.labels import ArgmaxLabelsd, channel_argmax
+from medseg.transforms.resize import AntialiasedResize, AntialiasedResized
 
 __all__ = [
     "AnnotatedMaskd",
+    "AntialiasedResize",
+    "AntialiasedResized",
     "ArgmaxLabelsd",
     "CheckChannelsd",
     "CheckLabelRanged",

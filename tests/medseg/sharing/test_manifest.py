@@ -75,7 +75,27 @@ def test_registry_builds_every_repository_network():
         network = build_network(derived["network"]["name"], derived["network"]["arguments"])
         assert isinstance(network, torch.nn.Module)
         assert derived["labels"] == metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
-        assert [s["name"] for s in derived["preprocessing"]][-1] in ("resize", "normalize_intensity")
+        names = [s["name"] for s in derived["preprocessing"]]
+        # intensity statistics are taken on the resized image, as the bundles' transforms do
+        assert names[0 if names[0] != "squeeze_slice" else 1] == "resize", names
+        resize = derived["preprocessing"][names.index("resize")]
+        assert resize["params"]["anti_aliasing_filter"] == "torch"
+
+
+def test_resize_builds_the_recorded_anti_aliasing_filter():
+    from monai.transforms import Resized
+
+    from medseg.sharing.registry import build_preprocessing
+    from medseg.transforms import AntialiasedResized
+
+    def built(params: dict) -> type:
+        return type(build_preprocessing([{"name": "resize", "params": params}]).transforms[0])
+
+    # a package made before the filter was recorded keeps MONAI's Gaussian (what its network was trained on)
+    resize = {"spatial_size": [32, 32], "anti_aliasing": True}
+    assert built(resize) is Resized
+    assert built({**resize, "anti_aliasing_filter": "gaussian"}) is Resized
+    assert built({**resize, "anti_aliasing_filter": "torch"}) is AntialiasedResized
 
 
 def test_steps_are_typed():
@@ -83,6 +103,7 @@ def test_steps_are_typed():
     for step, expected in (
         ({"name": "resize", "params": {}}, "missing argument"),
         ({"name": "resize", "params": {"spatial_size": "$[32]"}}, "'spatial_size'"),
+        ({"name": "resize", "params": {"spatial_size": [32], "anti_aliasing_filter": "lanczos"}}, "gaussian, torch"),
         ({"name": "Lambdad", "params": {}}, "not registered"),
         ({"name": "z_score", "params": {"func": "x"}}, "unknown argument"),
         ({"name": "scale_intensity_range_percentiles", "params": {"lower": 1, "upper": 150, "b_min": 0, "b_max": 1}},

@@ -28,6 +28,7 @@ Example:
     python benchmarks/bench_inference.py --n 64 --repeats 3
     python benchmarks/bench_inference.py --backends torch \
         --variant before=benchmarks/inference_preprocessing_2026-12-06.json
+    python benchmarks/bench_inference.py --backends torch onnxruntime --tta
     python benchmarks/bench_inference.py --quick
 """
 
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="medseg predict --backend values (default: torch, and onnxruntime where installed)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FILE",
                         help="also time medseg predict on a package with FILE's keys set in inference.json")
+    parser.add_argument("--tta", action="store_true",
+                        help="also time medseg predict on the package made with --tta flips+rot90 (the dermoscopy "
+                             "bundles' default: 8 passes per image)")
     parser.add_argument("--quick", action="store_true", help="CI smoke run: 4 small images, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
@@ -150,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             source, str(source / "models" / "model.pt"), root / "dist", tta={}, batch_size=args.batch_size
         )
     variants = {}
+    if args.tta:
+        from medseg.commands.package import TTA_PRESETS
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            variants["TTA flips+rot90"] = package(source, str(source / "models" / "model.pt"), root / "dist" / "tta",
+                                                  tta=TTA_PRESETS["flips+rot90"], batch_size=args.batch_size)
     for spec in args.variant:
         name, _, file = spec.partition("=")
         if not name or not Path(file).is_file():

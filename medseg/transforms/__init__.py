@@ -1,6 +1,7 @@
 """Dictionary transforms that MONAI lacks, used by the bundles' preprocessing by ``_target_``; label-map helpers."""
 
 from medseg.transforms.annotations import AnnotatedMaskd
+from medseg.transforms.artefacts import RandSkinArtefactsd
 from medseg.transforms.checks import CheckChannelsd, CheckLabelRanged, SqueezeSliced, source_of
 from medseg.transforms.labels import ArgmaxLabelsd, channel_argmax
 from medseg.transforms.resize import AntialiasedResize, AntialiasedResized
@@ -12,6 +13,7 @@ __all__ = [
     "ArgmaxLabelsd",
     "CheckChannelsd",
     "CheckLabelRanged",
+    "RandSkinArtefactsd",
     "SqueezeSliced",
     "channel_argmax",
     "source_of",

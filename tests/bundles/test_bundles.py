@@ -39,6 +39,19 @@ def test_the_lr_schedule_steps_where_the_bundle_says(bundle):
     assert not any("handlers#" in key for key in parser.get().keys())
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_multi_gpu_training_keeps_every_start_up_check(bundle):
+    """``multi_gpu_train.json`` replaces ``initialize`` (the process group must start first): every check and the
+    runtime line of ``train.json``'s start-up must still be in it, only the seed made per rank."""
+    single, multi = (json.loads((BUNDLES_DIR / bundle / "configs" / f"{name}.json").read_text())["initialize"]
+                     for name in ("train", "multi_gpu_train"))
+    kept = [step for step in single if not step.startswith("$monai.utils.set_determinism")]
+    missing = [step for step in kept if step not in multi]
+    assert not missing, f"{bundle}/configs/multi_gpu_train.json lacks {missing}"
+    assert [step for step in multi if step in kept] == kept, "the checks run in train.json's order"
+    assert any(step.startswith("$monai.utils.set_determinism(seed=@seed + dist.get_rank())") for step in multi)
+
+
 def test_metadata_verification_rejects_missing_channel_def(tmp_path):
     from monai.bundle import verify_metadata
 

@@ -355,8 +355,10 @@ def test_ctrl_c_prints_one_line_exit_130_and_leaves_out_as_it_was(tmp_path, work
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
     before = tree_digest(out)
     (src / "g03__c011.txt").write_text("SLEEP\n")
+    # SIGINT at its default, as in a terminal: a test run started in the background without job control (`cmd &`)
+    # ignores SIGINT, and its children would inherit that
     child = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not list(tmp_path.glob(".out.partial-*/images/c010.png")) and time.time() < deadline:
         time.sleep(0.1)

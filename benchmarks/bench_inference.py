@@ -21,6 +21,8 @@ they see the same load:
 * **medseg predict (NAME)** for each ``--variant NAME=FILE``: the same, PyTorch backend, for a package of the bundle
   with ``FILE`` (an override of ``inference.json``, e.g. earlier preprocessing) applied, same weights, so a change of
   the pipeline is timed side by side with the current one under the same load;
+* **medseg predict (TTA flips+rot90)** (``--tta``): the same, PyTorch backend, on the package made with
+  ``--tta flips+rot90`` (8 network passes per image), so TTA's cost is timed beside the rest;
 * **one image at a time** (``--per-image``): what ``medseg predict`` did before it batched: the package's model
   ``segment`` on each image, mask written.
 

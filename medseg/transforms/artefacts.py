@@ -60,8 +60,9 @@ class RandSkinArtefactsd(RandomizableTransform, MapTransform):
         self.max_artefacts = max_artefacts
         self.kinds = tuple(kinds)
 
-    def _hair(self, canvas: np.ndarray, size: tuple[int, int]) -> None:
-        h, w = size
+    # each drawer paints onto ``canvas`` (3, H, W) in place; ``background`` (H, W) is where the label is 0, or None
+    def _hair(self, canvas: np.ndarray, background: np.ndarray | None) -> None:
+        h, w = size = canvas.shape[1:]
         points = [(self.R.randint(h), self.R.randint(w)) for _ in range(3)]
         rr, cc = bezier_curve(*points[0], *points[1], *points[2], weight=self.R.uniform(0.5, 2.0), shape=size)
         colour = self.R.uniform(0.02, 0.25) * np.array([1.0, 0.8, 0.7])
@@ -69,8 +70,8 @@ class RandSkinArtefactsd(RandomizableTransform, MapTransform):
         for dr in range(thickness):
             canvas[:, np.clip(rr + dr, 0, h - 1), cc] = colour[:, None]
 
-    def _line(self, canvas: np.ndarray, size: tuple[int, int]) -> None:
-        h, w = size
+    def _line(self, canvas: np.ndarray, background: np.ndarray | None) -> None:
+        h, w = canvas.shape[1:]
         r0, c0, r1, c1 = self.R.randint(h), self.R.randint(w), self.R.randint(h), self.R.randint(w)
         rr, cc, val = line_aa(r0, c0, r1, c1)
         keep = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
@@ -79,8 +80,8 @@ class RandSkinArtefactsd(RandomizableTransform, MapTransform):
         colour = np.array([0.1, 0.1, 0.1]) if ink == 0 else np.array([0.45, 0.25, 0.6])
         canvas[:, rr, cc] = canvas[:, rr, cc] * (1 - val) + colour[:, None] * val
 
-    def _sticker(self, canvas: np.ndarray, size: tuple[int, int], background: np.ndarray | None) -> None:
-        h, w = size
+    def _sticker(self, canvas: np.ndarray, background: np.ndarray | None) -> None:
+        h, w = size = canvas.shape[1:]
         for _ in range(10):  # a place on background: a few tries, else none
             radius = self.R.uniform(0.08, 0.25) * min(h, w)
             centre = (self.R.uniform(0, h), self.R.uniform(0, w))
@@ -89,8 +90,8 @@ class RandSkinArtefactsd(RandomizableTransform, MapTransform):
                 canvas[:, rr, cc] = self.R.uniform(0, 1, size=3)[:, None] ** 0.5  # saturated, mostly bright
                 return
 
-    def _glare(self, canvas: np.ndarray, size: tuple[int, int]) -> None:
-        h, w = size
+    def _glare(self, canvas: np.ndarray, background: np.ndarray | None) -> None:
+        h, w = size = canvas.shape[1:]
         for _ in range(self.R.randint(1, 6)):
             rr, cc = disk((self.R.randint(h), self.R.randint(w)), self.R.uniform(0.5, 0.03 * min(h, w) + 1), shape=size)
             canvas[:, rr, cc] = self.R.uniform(0.9, 1.0)
@@ -104,17 +105,12 @@ class RandSkinArtefactsd(RandomizableTransform, MapTransform):
         background = None if label is None else (_as_numpy(label)[0] == 0)
         for key in self.key_iterator(d):
             image = d[key]
-            if image.shape[0] != 3 or image.ndim != 3:
+            if image.ndim != 3 or image.shape[0] != 3:
                 raise ValueError(f"RandSkinArtefactsd: '{key}' has shape {tuple(image.shape)}; it needs an RGB "
                                  "image, channel first (3, H, W)")
-            size = tuple(image.shape[1:])
             canvas = _as_numpy(image).astype(np.float32, copy=True)
             for _ in range(self.R.randint(1, self.max_artefacts + 1)):
-                kind = self.kinds[self.R.randint(len(self.kinds))]
-                if kind == "sticker":
-                    self._sticker(canvas, size, background)
-                else:
-                    getattr(self, f"_{kind}")(canvas, size)
+                getattr(self, f"_{self.kinds[self.R.randint(len(self.kinds))]}")(canvas, background)
             drawn = torch.as_tensor(canvas, dtype=image.dtype if isinstance(image, torch.Tensor) else torch.float32)
             if isinstance(image, torch.Tensor):
                 d[key] = image.clone()
